@@ -1,0 +1,3 @@
+from provscan.cli import main
+
+main()

@@ -1,0 +1,13 @@
+"""Built-in model factories (see :mod:`provscan.models`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import provscan
+from provscan.models import FACTORIES
+
+
+@provscan.hookimpl
+def register_model_factories() -> dict[str, Any]:
+    return dict(FACTORIES)

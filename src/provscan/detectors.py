@@ -1,0 +1,62 @@
+"""The detector and injector contracts that plugins implement."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from provscan.evidence import Evidence
+from provscan.params import Param
+
+TARGET_KINDS = ("files", "classifier", "causal-lm", "seq2seq")
+
+
+class Detector:
+    """A check run against one target.
+
+    Subclasses set the class attributes and implement :meth:`run`. ``id`` is stable and
+    namespaced where it could clash (``taggants``, ``backdoor.trigger-inversion``). ``run`` gets the
+    resolved parameters (defaults applied, types checked) and a seeded generator; it returns
+    :class:`~provscan.evidence.Evidence` whose claims say the null hypothesis in words. A detector
+    that cannot decide returns an inconclusive claim, never a clean one.
+    """
+
+    id: ClassVar[str]
+    version: ClassVar[str] = "0.1.0"
+    description: ClassVar[str] = ""
+    applies_to: ClassVar[tuple[str, ...]] = ()
+    params: ClassVar[tuple[Param, ...]] = ()
+    plugin: ClassVar[str] = ""  # filled in by the plugin manager with the distribution name
+
+    def run(self, target: Any, params: dict[str, Any], rng: np.random.Generator) -> Evidence:
+        raise NotImplementedError
+
+
+class Injector:
+    """Writes a modified copy of a dataset plus a secret describing what was done.
+
+    ``apply`` must never modify ``data``; it writes ``out`` atomically (see
+    :func:`provscan.fsutil.atomic_dir`) and the secret to ``secret`` (never inside ``out``).
+    It returns a JSON-serialisable summary (counts, stealth figures) for the CLI to print.
+    """
+
+    id: ClassVar[str]
+    version: ClassVar[str] = "0.1.0"
+    description: ClassVar[str] = ""
+    params: ClassVar[tuple[Param, ...]] = ()
+    plugin: ClassVar[str] = ""
+
+    def apply(
+        self, data: Path, out: Path, secret: Path, params: dict[str, Any], rng: np.random.Generator
+    ) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+def detector_rng(seed: int, detector_id: str) -> np.random.Generator:
+    """A generator seeded from the run seed and the detector id (stable across runs and hosts)."""
+    import hashlib
+
+    salt = int.from_bytes(hashlib.sha256(detector_id.encode()).digest()[:8], "little")
+    return np.random.default_rng([seed, salt])

@@ -1,0 +1,135 @@
+"""One scan: safety scan → digest → open → detectors → policy. No back and forth."""
+
+from __future__ import annotations
+
+import platform
+import time
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from provscan.detectors import Detector, detector_rng
+from provscan.digest import Manifest, compute_manifest
+from provscan.errors import ProvscanError
+from provscan.evidence import Claim, Decision, Evidence
+from provscan.params import resolve_params
+from provscan.plugins import Host
+from provscan.policy import Policy, Verdict, evaluate
+from provscan.safety import SafetyReport, Verdict as SafetyVerdict, scan_path
+from provscan.targets.base import FilesTarget, OpenOptions, Target
+
+FILE_SAFETY = "file-safety"
+
+
+@dataclass
+class Scan:
+    """What was asked: the target, detectors, their parameters, seed, options and policy."""
+
+    location: str
+    detector_ids: list[str]
+    params: dict[str, dict[str, Any]]
+    seed: int
+    options: OpenOptions
+    policy: Policy
+    started_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    target: Target | None = None
+    manifest: Manifest | None = None
+    safety: SafetyReport | None = None
+
+
+@dataclass
+class ScanResult:
+    scan: Scan
+    evidence: list[Evidence]
+    verdict: Verdict
+    finished_at: str
+    environment: dict[str, Any]
+
+    @property
+    def exit_code(self) -> int:
+        return self.verdict.exit_code
+
+
+def environment() -> dict[str, Any]:
+    import torch
+
+    from provscan import __version__
+
+    return {"provscan": __version__, "python": platform.python_version(), "torch": torch.__version__,
+            "platform": platform.platform(), "cuda": torch.cuda.is_available()}
+
+
+def check_detectors(host: Host, ids: list[str], params: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Validate detector ids and parameters up front (exit 2 before anything runs)."""
+    known = host.detectors()
+    for did in ids:
+        if did not in known:
+            raise ProvscanError(f"unknown detector {did!r} (known: {', '.join(sorted(known))})")
+    for owner in params:
+        if owner not in ids:
+            raise ProvscanError(f"--param names detector {owner!r}, which is not selected")
+    return {did: resolve_params(did, known[did].params, params.get(did, {})) for did in ids}
+
+
+def run_scan(host: Host, scan: Scan) -> ScanResult:
+    """Run every selected detector against the target, isolating plugin failures."""
+    ids = [d for d in dict.fromkeys([FILE_SAFETY, *scan.detector_ids])]
+    resolved = check_detectors(host, ids, scan.params)
+    is_local = Path(scan.location).exists()
+    if not is_local and "://" not in scan.location:
+        raise ProvscanError(f"no such file or directory: {scan.location}")
+    if is_local:
+        scan.manifest = compute_manifest(Path(scan.location))
+        scan.safety = scan_path(Path(scan.location))
+    evidence: list[Evidence] = []
+    files_target = FilesTarget(scan.location, "files", scan.manifest, scan.safety)
+    load_error: str | None = None
+    if scan.safety is None or scan.safety.verdict == SafetyVerdict.SAFE:
+        try:
+            scan.target = host.hook.open_target(location=scan.location, options=scan.options)
+            if scan.target is None:
+                load_error = f"no installed opener understands {scan.location}"
+        except ProvscanError as exc:
+            load_error = str(exc)
+    else:
+        load_error = f"not loaded: file-safety verdict is {scan.safety.verdict.value}"
+    if scan.target is not None:
+        scan.target.manifest, scan.target.safety = scan.manifest, scan.safety
+    host.hook.scan_started(scan=scan)
+    detectors = host.detectors()
+    for did in ids:
+        cls = detectors[did]
+        target = files_target if did == FILE_SAFETY else scan.target
+        evidence.append(_run_one(cls, target, resolved[did], scan.seed, load_error))
+    result = ScanResult(scan, evidence, evaluate(scan.policy, evidence),
+                        datetime.now(timezone.utc).isoformat(), environment())
+    host.hook.scan_finished(scan=scan, result=result)
+    return result
+
+
+def _run_one(cls: type[Detector], target: Target | None, params: dict[str, Any], seed: int,
+             load_error: str | None) -> Evidence:
+    kind = target.kind if target is not None else "unloaded"
+    if target is None or (cls.applies_to and target.kind not in cls.applies_to):
+        reason = load_error if target is None else (
+            f"{cls.id} applies to {', '.join(cls.applies_to)}, not to a {target.kind} target")
+        return inconclusive(cls, kind, params, reason)
+    start = time.perf_counter()
+    try:
+        ev = cls().run(target, params, detector_rng(seed, cls.id))
+        ev.params = ev.params or params
+        ev.seeds = ev.seeds or {"seed": seed}
+    except Exception as exc:  # noqa: BLE001 - a plugin failure must not sink the scan
+        ev = Evidence(cls.id, cls.version, cls.plugin, kind, [], params=params, seeds={"seed": seed},
+                      error=f"{type(exc).__name__}: {exc}",
+                      details={"traceback": traceback.format_exc(limit=8)})
+    ev.duration_s = time.perf_counter() - start
+    return ev
+
+
+def inconclusive(cls: type[Detector], kind: str, params: dict[str, Any], reason: str) -> Evidence:
+    claim = Claim(name="not-run", null_hypothesis="n/a", test="none", statistic=None, p_value=None,
+                  alpha=0.0, n=0, decision=Decision.INCONCLUSIVE, summary=reason)
+    return Evidence(cls.id, cls.version, cls.plugin, kind, [claim], primary="not-run", params=params)

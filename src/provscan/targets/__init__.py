@@ -1,0 +1,11 @@
+"""Targets: what a detector may do with a model, and how checkpoints are opened safely."""
+
+from provscan.targets.base import (
+    ClassifierTarget,
+    FilesTarget,
+    LMTarget,
+    OpenOptions,
+    Target,
+)
+
+__all__ = ["ClassifierTarget", "FilesTarget", "LMTarget", "OpenOptions", "Target"]

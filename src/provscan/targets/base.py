@@ -1,0 +1,248 @@
+"""Target protocol: the capabilities a detector may use, independent of where the model lives.
+
+A target always carries its location, format, the digest manifest of the files it was loaded
+from and the file-safety report. Classifier targets answer ``logits`` / ``predict_topk``; language
+model targets answer ``generate`` and ``loglik``. White-box targets also expose ``module`` (a
+``torch.nn.Module``); black-box ones (endpoints) leave it ``None`` and detectors that need weights
+report inconclusive.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+
+@dataclass
+class OpenOptions:
+    """How to open a target: device, dtype, batch size, custom architecture factory."""
+
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int = 64
+    model_factory: str | None = None
+    kind: str | None = None  # force a target kind when a directory could be several
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when present, else CPU; ``cuda`` without CUDA is an input error."""
+    from provscan.errors import ProvscanError
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ProvscanError(f"device {device!r} requested but CUDA is not available")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise ProvscanError(f"unknown device {device!r}") from None
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """``auto`` is bfloat16 on CUDA devices that support it, float32 otherwise."""
+    from provscan.errors import ProvscanError
+
+    table = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16,
+             "fp16": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+    if dtype == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    if dtype not in table:
+        raise ProvscanError(f"unknown dtype {dtype!r} (known: auto, {', '.join(table)})")
+    return table[dtype]
+
+
+class Target:
+    """Base of every target. ``kind`` is one of :data:`provscan.detectors.TARGET_KINDS`."""
+
+    kind: str = "files"
+
+    def __init__(
+        self,
+        location: str,
+        format: str,
+        manifest: Any = None,
+        safety: Any = None,
+        device: torch.device | None = None,
+        dtype: torch.dtype = torch.float32,
+        batch_size: int = 64,
+        info: dict[str, Any] | None = None,
+    ) -> None:
+        self.location = location
+        self.format = format
+        self.manifest = manifest
+        self.safety = safety
+        self.device = device or torch.device("cpu")
+        self.dtype = dtype
+        self.batch_size = batch_size
+        self.info = dict(info or {})
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "location": self.location, "format": self.format,
+                "device": str(self.device), "dtype": str(self.dtype).replace("torch.", ""),
+                **self.info}
+
+
+class FilesTarget(Target):
+    """Only the files: for file-level detectors, or when a model could not be loaded."""
+
+    kind = "files"
+
+
+class ClassifierTarget(Target):
+    """An image (or vector) classifier.
+
+    Inputs are float arrays shaped ``(N, *input_shape)`` with values in [0, 1] (the convention of
+    :mod:`provscan.datasets`); ``preprocess`` (optional) maps such a tensor to the model's input.
+    """
+
+    kind = "classifier"
+
+    def __init__(
+        self,
+        module: torch.nn.Module | None,
+        num_classes: int,
+        input_shape: tuple[int, ...],
+        preprocess: Any = None,
+        output_getter: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.module = module
+        self.num_classes = int(num_classes)
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.preprocess = preprocess
+        self.output_getter = output_getter
+        if module is not None:
+            module.to(device=self.device, dtype=self.dtype).eval()
+            for p in module.parameters():
+                p.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Differentiable logits for a tensor already on the target's device (white-box only)."""
+        if self.module is None:
+            raise NotImplementedError("this target has no weights (black-box)")
+        if self.preprocess is not None:
+            x = self.preprocess(x)
+        out = self.module(x.to(self.dtype))
+        if self.output_getter is not None:
+            out = self.output_getter(out)
+        elif hasattr(out, "logits"):
+            out = out.logits
+        return out.float()
+
+    @torch.no_grad()
+    def logits(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Logits for a batch of inputs, computed in batches of ``batch_size``."""
+        xt = torch.as_tensor(np.asarray(x, dtype=np.float32)) if not torch.is_tensor(x) else x
+        outs = []
+        for i in range(0, len(xt), self.batch_size):
+            outs.append(self.forward(xt[i : i + self.batch_size].to(self.device)).cpu())
+        if not outs:
+            return np.zeros((0, self.num_classes), dtype=np.float32)
+        return torch.cat(outs).numpy()
+
+    def predict_topk(self, x: np.ndarray | torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k class indices and their softmax scores, both shaped ``(N, k)``."""
+        logits = torch.as_tensor(self.logits(x))
+        probs = logits.softmax(-1)
+        scores, idx = probs.topk(k, dim=-1)
+        return idx.numpy(), scores.numpy()
+
+
+class LMTarget(Target):
+    """A causal or sequence-to-sequence language model.
+
+    ``generate`` returns, for each prompt, ``n`` completions (the generated text only, without the
+    prompt). Sampling is seeded: the same seed gives the same outputs on the same device.
+    """
+
+    kind = "causal-lm"
+
+    def __init__(self, model: Any, tokenizer: Any, kind: str = "causal-lm", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.kind = kind
+        self.model = model
+        self.tokenizer = tokenizer
+        self.module = model
+        if model is not None:
+            model.to(device=self.device, dtype=self.dtype).eval()
+        if tokenizer is not None and getattr(tokenizer, "pad_token", None) is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        if tokenizer is not None and kind == "causal-lm":
+            tokenizer.padding_side = "left"
+
+    @torch.no_grad()
+    def generate(
+        self,
+        prompts: list[str],
+        n: int = 1,
+        temperature: float = 1.0,
+        max_new_tokens: int = 64,
+        seed: int = 0,
+    ) -> list[list[str]]:
+        from provscan.progress import progress
+
+        torch.manual_seed(seed)
+        if self.device.type == "cuda":
+            torch.cuda.manual_seed_all(seed)
+        results: list[list[str]] = [[] for _ in prompts]
+        expanded = [(i, p) for i, p in enumerate(prompts) for _ in range(n)]
+        sample = temperature > 0
+        for start in progress(range(0, len(expanded), self.batch_size), desc="generate",
+                              total=(len(expanded) + self.batch_size - 1) // self.batch_size):
+            chunk = expanded[start : start + self.batch_size]
+            enc = self.tokenizer([p for _, p in chunk], return_tensors="pt", padding=True,
+                                 truncation=True).to(self.device)
+            kwargs: dict[str, Any] = dict(max_new_tokens=max_new_tokens, do_sample=sample,
+                                          pad_token_id=self.tokenizer.pad_token_id)
+            if sample:
+                kwargs.update(temperature=temperature, top_k=0, top_p=1.0)
+            out = self.model.generate(**enc, **kwargs)
+            if self.kind == "causal-lm":
+                out = out[:, enc["input_ids"].shape[1] :]
+            texts = self.tokenizer.batch_decode(out, skip_special_tokens=True)
+            for (i, _), t in zip(chunk, texts):
+                results[i].append(t.strip())
+        return results
+
+    @torch.no_grad()
+    def loglik(self, texts: list[str], contexts: list[str] | None = None) -> np.ndarray:
+        """Sum of token log-probabilities of each text (given its context, when given)."""
+        out = np.zeros(len(texts), dtype=np.float64)
+        for start in range(0, len(texts), self.batch_size):
+            batch = texts[start : start + self.batch_size]
+            ctx = contexts[start : start + self.batch_size] if contexts else None
+            out[start : start + len(batch)] = self._loglik_batch(batch, ctx)
+        return out
+
+    def _loglik_batch(self, texts: list[str], contexts: list[str] | None) -> np.ndarray:
+        tok = self.tokenizer
+        if self.kind == "seq2seq":
+            src = contexts or [""] * len(texts)
+            enc = tok(src, return_tensors="pt", padding=True, truncation=True).to(self.device)
+            lab = tok(text_target=texts, return_tensors="pt", padding=True, truncation=True)
+            labels = lab["input_ids"].to(self.device)
+            mask = lab["attention_mask"].to(self.device)
+            logits = self.model(**enc, labels=labels).logits.float()
+            lp = logits.log_softmax(-1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+            return (lp * mask).sum(-1).cpu().numpy()
+        tok.padding_side = "right"
+        try:
+            full = [(c or "") + t for c, t in zip(contexts or [""] * len(texts), texts)]
+            enc = tok(full, return_tensors="pt", padding=True, truncation=True).to(self.device)
+            ctx_lens = [len(tok(c)["input_ids"]) if c else 0 for c in (contexts or [""] * len(texts))]
+        finally:
+            tok.padding_side = "left"
+        ids, att = enc["input_ids"], enc["attention_mask"]
+        logits = self.model(input_ids=ids, attention_mask=att).logits.float()
+        lp = logits[:, :-1].log_softmax(-1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+        m = att[:, 1:].clone().float()
+        for row, c in enumerate(ctx_lens):
+            m[row, : max(c - 1, 0)] = 0
+        return (lp * m).sum(-1).cpu().numpy()
