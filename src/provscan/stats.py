@@ -1,0 +1,164 @@
+"""Exact tests and bounds used by detectors (on scipy). Every function names its test.
+
+All p-values are one-sided unless stated; "greater" means the alternative is a larger statistic.
+Functions return plain floats so evidence stays JSON-serialisable.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats as st
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """A test's name, statistic and p-value (``exact`` false for approximations)."""
+
+    test: str
+    statistic: float
+    p_value: float
+    exact: bool = True
+
+
+def binomial_test(successes: int, n: int, p0: float, alternative: str = "greater") -> TestResult:
+    """Exact binomial test of H0: success probability = ``p0``."""
+    if not 0 <= successes <= n:
+        raise ValueError("successes must lie in [0, n]")
+    if alternative == "greater":
+        p = float(st.binom.sf(successes - 1, n, p0))
+    elif alternative == "less":
+        p = float(st.binom.cdf(successes, n, p0))
+    else:
+        p = float(st.binomtest(successes, n, p0, alternative="two-sided").pvalue)
+    return TestResult(f"exact binomial ({alternative})", float(successes), min(max(p, 0.0), 1.0))
+
+
+def clopper_pearson(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) two-sided confidence interval for a binomial proportion."""
+    if n == 0:
+        return 0.0, 1.0
+    a = 1 - level
+    lo = 0.0 if successes == 0 else float(st.beta.ppf(a / 2, successes, n - successes + 1))
+    hi = 1.0 if successes == n else float(st.beta.ppf(1 - a / 2, successes + 1, n - successes))
+    return lo, hi
+
+
+def wilson(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion."""
+    if n == 0:
+        return 0.0, 1.0
+    z = float(st.norm.ppf(1 - (1 - level) / 2))
+    phat = successes / n
+    denom = 1 + z * z / n
+    centre = (phat + z * z / (2 * n)) / denom
+    half = z * math.sqrt(phat * (1 - phat) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def fisher_exact(table: Sequence[Sequence[int]], alternative: str = "greater") -> TestResult:
+    """Fisher's exact test on a 2x2 table [[a, b], [c, d]]."""
+    res = st.fisher_exact(np.asarray(table), alternative=alternative)
+    return TestResult(f"Fisher exact ({alternative})", float(res.statistic), float(res.pvalue))
+
+
+def mcnemar_exact(b: int, c: int, alternative: str = "greater") -> TestResult:
+    """Exact McNemar test on discordant pairs: ``b`` pairs changed one way, ``c`` the other.
+
+    Under H0 each discordant pair is b-type with probability 1/2; "greater" tests b > c.
+    """
+    n = b + c
+    if n == 0:
+        return TestResult(f"exact McNemar ({alternative})", 0.0, 1.0)
+    res = binomial_test(b, n, 0.5, alternative)
+    return TestResult(f"exact McNemar ({alternative})", float(b), res.p_value)
+
+
+def wilcoxon_signed_rank(diffs: Sequence[float], alternative: str = "greater") -> TestResult:
+    """Wilcoxon signed-rank test on paired differences (exact for small n without ties)."""
+    d = np.asarray(diffs, dtype=float)
+    d = d[d != 0]
+    if len(d) == 0:
+        return TestResult(f"Wilcoxon signed-rank ({alternative})", 0.0, 1.0)
+    res = st.wilcoxon(d, alternative=alternative, method="auto")
+    exact = len(d) <= 50 and len(np.unique(np.abs(d))) == len(d)
+    return TestResult(f"Wilcoxon signed-rank ({alternative})", float(res.statistic), float(res.pvalue), exact)
+
+
+def mann_whitney(x: Sequence[float], y: Sequence[float], alternative: str = "greater") -> TestResult:
+    """Mann-Whitney U test of H0: x and y come from the same distribution ("greater": x larger)."""
+    res = st.mannwhitneyu(np.asarray(x, float), np.asarray(y, float), alternative=alternative,
+                          method="auto")
+    exact = len(x) <= 8 or len(y) <= 8
+    return TestResult(f"Mann-Whitney U ({alternative})", float(res.statistic), float(res.pvalue), exact)
+
+
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm step-down adjusted p-values (family-wise error control)."""
+    p = np.asarray(p_values, dtype=float)
+    m = len(p)
+    order = np.argsort(p)
+    adj = np.empty(m)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        adj[i] = running
+    return adj
+
+
+def benjamini_hochberg(p_values: Sequence[float]) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values (false-discovery-rate control)."""
+    p = np.asarray(p_values, dtype=float)
+    m = len(p)
+    if m == 0:
+        return p
+    order = np.argsort(p)
+    ranked = p[order] * m / np.arange(1, m + 1)
+    ranked = np.minimum.accumulate(ranked[::-1])[::-1]
+    adj = np.empty(m)
+    adj[order] = np.minimum(ranked, 1.0)
+    return adj
+
+
+def conformal_p_value(score: float, reference: Sequence[float]) -> float:
+    """Rank of ``score`` among scores from reference (null) models, larger = more suspicious:
+    p = (1 + #{ref >= score}) / (n + 1). Valid (super-uniform) when the references are exchangeable
+    with the tested score under the null."""
+    ref = np.asarray(reference, dtype=float)
+    return float((1 + np.sum(ref >= score)) / (len(ref) + 1))
+
+
+def fisher_combination(p_values: Sequence[float]) -> TestResult:
+    """Fisher's method for independent p-values: -2 sum log p ~ chi2(2k) under H0."""
+    p = np.clip(np.asarray(p_values, dtype=float), 1e-300, 1.0)
+    stat = float(-2 * np.log(p).sum())
+    return TestResult("Fisher combination", stat, float(st.chi2.sf(stat, 2 * len(p))))
+
+
+def stouffer_combination(p_values: Sequence[float], weights: Sequence[float] | None = None) -> TestResult:
+    """Stouffer's weighted Z method for independent one-sided p-values."""
+    p = np.clip(np.asarray(p_values, dtype=float), 1e-300, 1 - 1e-16)
+    w = np.ones_like(p) if weights is None else np.asarray(weights, dtype=float)
+    z = float((w * st.norm.isf(p)).sum() / math.sqrt((w**2).sum()))
+    return TestResult("Stouffer combination", z, float(st.norm.sf(z)))
+
+
+def uniform_rank_sum_sf(observed: int, k: int, c: int) -> float:
+    """Exact P[R_1 + ... + R_k >= observed] for i.i.d. R_i uniform on {0, ..., c-1}.
+
+    Computed by convolving the uniform pmf k times (integer arithmetic free of rounding for the
+    supports used here: k * (c - 1) stays small). Used for rank-based ownership tests.
+    """
+    pmf = np.zeros(1)
+    pmf[0] = 1.0
+    step = np.full(c, 1.0 / c)
+    for _ in range(k):
+        pmf = np.convolve(pmf, step)
+    if observed <= 0:
+        return 1.0
+    if observed >= len(pmf):
+        return 0.0
+    return float(min(1.0, pmf[observed:].sum()))
