@@ -17,7 +17,8 @@ from provscan.evidence import Claim, Decision, Evidence
 from provscan.params import resolve_params
 from provscan.plugins import Host
 from provscan.policy import Policy, Verdict, evaluate
-from provscan.safety import SafetyReport, Verdict as SafetyVerdict, scan_path
+from provscan.safety import SafetyReport, scan_path
+from provscan.safety import Verdict as SafetyVerdict
 from provscan.targets.base import FilesTarget, OpenOptions, Target
 
 FILE_SAFETY = "file-safety"

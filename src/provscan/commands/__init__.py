@@ -1,0 +1,1 @@
+"""CLI commands, one module per area; each adds itself to :data:`provscan.cli.cli`."""
