@@ -25,6 +25,11 @@ from provscan.targets.base import (
 
 @provscan.hookimpl(trylast=True)
 def open_target(location: str, options: OpenOptions) -> Target | None:
+    if location.startswith(("http://", "https://")):
+        from provscan.targets.endpoint import open_endpoint
+
+        return open_endpoint(location, model_name=options.extra.get("model_name"), kind=options.kind,
+                             batch_size=options.batch_size, api=options.extra.get("api"))
     path = Path(location)
     if not path.is_dir():
         return None
