@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 from scipy import stats as st
@@ -23,11 +24,16 @@ class TestResult:
     p_value: float
     exact: bool = True
 
+    __test__ = False  # not a pytest test class
+
 
 def binomial_test(successes: int, n: int, p0: float, alternative: str = "greater") -> TestResult:
     """Exact binomial test of H0: success probability = ``p0``."""
+    _check_alternative(alternative)
     if not 0 <= successes <= n:
         raise ValueError("successes must lie in [0, n]")
+    if not 0.0 <= p0 <= 1.0:
+        raise ValueError("p0 must lie in [0, 1]")
     if alternative == "greater":
         p = float(st.binom.sf(successes - 1, n, p0))
     elif alternative == "less":
@@ -48,7 +54,10 @@ def clopper_pearson(successes: int, n: int, level: float = 0.95) -> tuple[float,
 
 
 def wilson(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion."""
+    """Wilson score interval for a binomial proportion.
+
+    Approximate: its coverage can fall below ``level`` (e.g. ~93.4% at n=60, p=0.3 for 95%).
+    Use :func:`clopper_pearson` for certificate-grade bounds."""
     if n == 0:
         return 0.0, 1.0
     z = float(st.norm.ppf(1 - (1 - level) / 2))
@@ -60,7 +69,12 @@ def wilson(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
 
 
 def fisher_exact(table: Sequence[Sequence[int]], alternative: str = "greater") -> TestResult:
-    """Fisher's exact test on a 2x2 table [[a, b], [c, d]]."""
+    """Fisher's exact test on a 2x2 table [[a, b], [c, d]] ("greater": odds ratio > 1).
+
+    The statistic is the sample odds ratio ad / bc (may be infinite)."""
+    _check_alternative(alternative)
+    if np.asarray(table).shape != (2, 2) or np.any(np.asarray(table) < 0):
+        raise ValueError("Fisher exact needs a 2x2 table of non-negative counts")
     res = st.fisher_exact(np.asarray(table), alternative=alternative)
     return TestResult(f"Fisher exact ({alternative})", float(res.statistic), float(res.pvalue))
 
@@ -78,22 +92,42 @@ def mcnemar_exact(b: int, c: int, alternative: str = "greater") -> TestResult:
 
 
 def wilcoxon_signed_rank(diffs: Sequence[float], alternative: str = "greater") -> TestResult:
-    """Wilcoxon signed-rank test on paired differences (exact for small n without ties)."""
+    """Wilcoxon signed-rank test of H0: the paired differences are symmetric about 0.
+
+    Zero differences are dropped (Wilcoxon's convention). Exact null distribution when at most
+    50 non-zero differences remain and their absolute values have no ties; otherwise the normal
+    approximation with tie correction (``exact`` false).
+    """
+    _check_alternative(alternative)
     d = np.asarray(diffs, dtype=float)
     d = d[d != 0]
+    name = f"Wilcoxon signed-rank ({alternative})"
     if len(d) == 0:
-        return TestResult(f"Wilcoxon signed-rank ({alternative})", 0.0, 1.0)
-    res = st.wilcoxon(d, alternative=alternative, method="auto")
+        return TestResult(name, 0.0, 1.0)
     exact = len(d) <= 50 and len(np.unique(np.abs(d))) == len(d)
-    return TestResult(f"Wilcoxon signed-rank ({alternative})", float(res.statistic), float(res.pvalue), exact)
+    res = st.wilcoxon(d, alternative=alternative, method="exact" if exact else "approx")
+    return TestResult(name if exact else name + ", normal approximation", float(res.statistic),
+                      float(res.pvalue), exact)
 
 
 def mann_whitney(x: Sequence[float], y: Sequence[float], alternative: str = "greater") -> TestResult:
-    """Mann-Whitney U test of H0: x and y come from the same distribution ("greater": x larger)."""
-    res = st.mannwhitneyu(np.asarray(x, float), np.asarray(y, float), alternative=alternative,
-                          method="auto")
-    exact = len(x) <= 8 or len(y) <= 8
-    return TestResult(f"Mann-Whitney U ({alternative})", float(res.statistic), float(res.pvalue), exact)
+    """Mann-Whitney U test of H0: x and y come from the same distribution ("greater": x larger).
+
+    Exact null distribution of U when there are no ties and both samples have at most 100 values;
+    otherwise the normal approximation with tie correction (``exact`` false). The statistic is
+    U of ``x``.
+    """
+    _check_alternative(alternative)
+    xa, ya = np.asarray(x, float), np.asarray(y, float)
+    if len(xa) == 0 or len(ya) == 0:
+        raise ValueError("Mann-Whitney needs two non-empty samples")
+    both = np.concatenate([xa, ya])
+    exact = len(np.unique(both)) == len(both) and max(len(xa), len(ya)) <= 100
+    res = st.mannwhitneyu(xa, ya, alternative=alternative,
+                          method="exact" if exact else "asymptotic")
+    name = f"Mann-Whitney U ({alternative})"
+    return TestResult(name if exact else name + ", normal approximation", float(res.statistic),
+                      float(res.pvalue), exact)
 
 
 def holm(p_values: Sequence[float]) -> np.ndarray:
@@ -134,6 +168,8 @@ def conformal_p_value(score: float, reference: Sequence[float]) -> float:
 def fisher_combination(p_values: Sequence[float]) -> TestResult:
     """Fisher's method for independent p-values: -2 sum log p ~ chi2(2k) under H0."""
     p = np.clip(np.asarray(p_values, dtype=float), 1e-300, 1.0)
+    if len(p) == 0:
+        raise ValueError("Fisher combination needs at least one p-value")
     stat = float(-2 * np.log(p).sum())
     return TestResult("Fisher combination", stat, float(st.chi2.sf(stat, 2 * len(p))))
 
@@ -141,6 +177,8 @@ def fisher_combination(p_values: Sequence[float]) -> TestResult:
 def stouffer_combination(p_values: Sequence[float], weights: Sequence[float] | None = None) -> TestResult:
     """Stouffer's weighted Z method for independent one-sided p-values."""
     p = np.clip(np.asarray(p_values, dtype=float), 1e-300, 1 - 1e-16)
+    if len(p) == 0:
+        raise ValueError("Stouffer combination needs at least one p-value")
     w = np.ones_like(p) if weights is None else np.asarray(weights, dtype=float)
     z = float((w * st.norm.isf(p)).sum() / math.sqrt((w**2).sum()))
     return TestResult("Stouffer combination", z, float(st.norm.sf(z)))
@@ -149,16 +187,28 @@ def stouffer_combination(p_values: Sequence[float], weights: Sequence[float] | N
 def uniform_rank_sum_sf(observed: int, k: int, c: int) -> float:
     """Exact P[R_1 + ... + R_k >= observed] for i.i.d. R_i uniform on {0, ..., c-1}.
 
-    Computed by convolving the uniform pmf k times (integer arithmetic free of rounding for the
-    supports used here: k * (c - 1) stays small). Used for rank-based ownership tests.
+    Counts the k-tuples with each sum in exact integer arithmetic (the coefficients of
+    (1 + x + ... + x^(c-1))^k, built by k sliding-window sums) and divides by c^k as a fraction,
+    so the result is the correctly rounded float of the exact probability. Used for rank-based
+    ownership tests.
     """
-    pmf = np.zeros(1)
-    pmf[0] = 1.0
-    step = np.full(c, 1.0 / c)
-    for _ in range(k):
-        pmf = np.convolve(pmf, step)
+    if k < 0 or c < 1:
+        raise ValueError("need k >= 0 and c >= 1")
     if observed <= 0:
         return 1.0
-    if observed >= len(pmf):
+    top = k * (c - 1)
+    if observed > top:
         return 0.0
-    return float(min(1.0, pmf[observed:].sum()))
+    counts = [1]
+    for _ in range(k):
+        prefix = [0]
+        for v in counts:
+            prefix.append(prefix[-1] + v)
+        size = len(counts) + c - 1
+        counts = [prefix[min(s + 1, len(counts))] - prefix[max(s - c + 1, 0)] for s in range(size)]
+    return float(Fraction(sum(counts[observed:]), c**k))
+
+
+def _check_alternative(alternative: str) -> None:
+    if alternative not in ("greater", "less", "two-sided"):
+        raise ValueError(f"alternative must be greater, less or two-sided, not {alternative!r}")
