@@ -1,9 +1,31 @@
 """Digest manifest of a checkpoint: per-file SHA-256 and size, and one root digest.
 
-The root digest binds relative paths, sizes and contents (see docs/certificate.md):
-``sha256(canonical_json({"version": 1, "files": [{"path", "size", "sha256"} sorted by path]}))``
-where canonical JSON is ``json.dumps(..., sort_keys=True, separators=(",", ":"), ensure_ascii=True)``.
-For a single file, ``path`` is its file name.
+Root digest (the certificate subject, see docs/certificate.md)::
+
+    sha256(canonical_json({"version": 1,
+                           "files": [{"path": P, "size": N, "sha256": H}, ...]}))
+
+with the files sorted by ``path`` (a relative POSIX path; for a single file, its file name) and
+canonical JSON = ``json.dumps(..., sort_keys=True, separators=(",", ":"), ensure_ascii=True)``.
+It binds every relative path, size and content: renaming, adding, removing or changing any byte
+of any file changes it. Directory names above the files, empty directories and timestamps are not
+bound. Symbolic links and special files (FIFOs, sockets, devices) are refused, never skipped.
+
+How it is computed:
+
+- Streamed: each file is read in ``CHUNK``-sized pieces into reused buffers (``readinto``), so
+  memory stays at a few chunks per worker whatever the file size.
+- Parallel across files: a thread pool hashes several files at once (hashlib releases the GIL
+  while it hashes), largest files first so one big file does not end up alone at the tail.
+- Within one large file, SHA-256 is inherently sequential (each block depends on the state left
+  by the previous one), so the per-file digest that ``sha256sum`` prints cannot be split across
+  cores. A tree hash over chunks would parallelise but would no longer match ``sha256sum`` and
+  would change the root digest definition, so we do not. What a large file gets instead is
+  chunk-level pipelining: a reader thread fills the next buffers while the hashing thread
+  consumes the current one, so disk or page-cache reads overlap hashing.
+- Consistency: the size bound is the number of bytes actually hashed; a file whose size changes
+  while it is being hashed is an error.
+- A progress bar (bytes) is shown on inputs of ``PROGRESS_MIN_BYTES`` or more, unless quiet.
 """
 
 from __future__ import annotations
@@ -11,18 +33,28 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
+import stat
+import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from provscan.errors import ProvscanError
 
-CHUNK = 8 * 1024 * 1024
+CHUNK = 4 * 1024 * 1024
+READ_AHEAD_BUFFERS = 3  # buffers per pipelined file (one being hashed, two being read)
+PIPELINE_MIN_BYTES = 4 * CHUNK
+PROGRESS_MIN_BYTES = 256 * 1024 * 1024
 MANIFEST_VERSION = 1
 
 
 @dataclass(frozen=True)
 class FileDigest:
+    """One file of a manifest: relative POSIX path, size in bytes, SHA-256 hex digest."""
+
     path: str
     size: int
     sha256: str
@@ -30,60 +62,212 @@ class FileDigest:
 
 @dataclass(frozen=True)
 class Manifest:
+    """Every file of a checkpoint (sorted by path) and the root digest binding them."""
+
     name: str
     files: tuple[FileDigest, ...]
     root_sha256: str
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {"version": MANIFEST_VERSION, "name": self.name, "root_sha256": self.root_sha256,
                 "files": [asdict(f) for f in self.files]}
 
 
 def root_digest(files: list[FileDigest] | tuple[FileDigest, ...]) -> str:
+    """The root digest of a set of file digests (see the module docstring)."""
     body = {"version": MANIFEST_VERSION,
             "files": [asdict(f) for f in sorted(files, key=lambda f: f.path)]}
     data = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
     return hashlib.sha256(data).hexdigest()
 
 
+def _check_regular(rel: str, full: Path) -> None:
+    try:
+        mode = full.lstat().st_mode
+    except OSError as exc:
+        raise ProvscanError(f"{rel}: cannot read ({exc.strerror or exc})") from None
+    if stat.S_ISLNK(mode):
+        raise ProvscanError(f"{rel}: symbolic links inside a checkpoint are refused")
+    if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        raise ProvscanError(f"{rel}: not a regular file (FIFO, socket or device); refused")
+
+
 def list_files(path: Path) -> list[tuple[str, Path]]:
-    """(relative POSIX path, absolute path) of every regular file; links are refused."""
+    """(relative POSIX path, absolute path) of every regular file, sorted by relative path.
+
+    Symbolic links and special files anywhere in the tree are refused with a
+    :class:`~provscan.errors.ProvscanError`; so is an empty directory.
+    """
     path = Path(path)
-    if not path.exists():
+    if not os.path.lexists(path):
         raise ProvscanError(f"no such file or directory: {path}")
     if path.is_symlink():
         raise ProvscanError(f"{path} is a symbolic link; pass the real path")
+    _check_regular(str(path), path)
     if path.is_file():
         return [(path.name, path)]
+
+    def _walk_error(exc: OSError) -> None:
+        raise ProvscanError(f"cannot list {exc.filename}: {exc.strerror or exc}")
+
     out = []
-    for root, dirs, names in os.walk(path):
+    for root, dirs, names in os.walk(path, onerror=_walk_error):
         dirs.sort()
-        for n in sorted(names) + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
+        for n in sorted(names) + dirs:
             full = Path(root) / n
             rel = full.relative_to(path).as_posix()
-            if full.is_symlink():
-                raise ProvscanError(f"{rel}: symbolic links inside a checkpoint are refused")
-            if full.is_file():
+            _check_regular(rel, full)
+            if n in names:
                 out.append((rel, full))
     if not out:
         raise ProvscanError(f"{path} contains no files")
     return sorted(out)
 
 
-def hash_file(path: Path) -> str:
+def _chunks(f: BinaryIO, chunk: int) -> Iterator[memoryview]:
+    """Sequential reads into one reused buffer."""
+    buf = bytearray(chunk)
+    view = memoryview(buf)
+    while n := f.readinto(buf):  # type: ignore[attr-defined]
+        yield view[:n]
+
+
+def _pipelined_chunks(f: BinaryIO, chunk: int, buffers: int = READ_AHEAD_BUFFERS
+                      ) -> Iterator[memoryview]:
+    """Reads on a helper thread into a ring of buffers, overlapping I/O with hashing.
+
+    A buffer goes back to the reader only after the consumer resumed the generator, i.e. after
+    it finished with the view it was given.
+    """
+    free: queue.Queue[bytearray | None] = queue.Queue()
+    full: queue.Queue[tuple[bytearray, int] | BaseException] = queue.Queue()
+    for _ in range(buffers):
+        free.put(bytearray(chunk))
+
+    def reader() -> None:
+        try:
+            while (buf := free.get()) is not None:
+                n = f.readinto(buf)  # type: ignore[attr-defined]
+                full.put((buf, n))
+                if not n:
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the consuming thread
+            full.put(exc)
+
+    thread = threading.Thread(target=reader, name="provscan-digest-read", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = full.get()
+            if isinstance(item, BaseException):
+                raise item
+            buf, n = item
+            if not n:
+                return
+            yield memoryview(buf)[:n]
+            free.put(buf)
+    finally:
+        free.put(None)
+        thread.join()
+
+
+def digest_file(rel: str, full: Path, on_bytes: Callable[[int], None] | None = None,
+                chunk: int = CHUNK, pipeline: bool | None = None) -> FileDigest:
+    """SHA-256 and size of one file, streamed; ``on_bytes(n)`` reports progress."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
+    count = 0
+    try:
+        with open(full, "rb", buffering=0) as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise ProvscanError(f"{rel}: not a regular file; refused")
+            if hasattr(os, "posix_fadvise"):
+                os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
+            use_pipeline = st.st_size >= PIPELINE_MIN_BYTES if pipeline is None else pipeline
+            reads = _pipelined_chunks(f, chunk) if use_pipeline else _chunks(f, chunk)
+            for view in reads:
+                h.update(view)
+                count += len(view)
+                if on_bytes is not None:
+                    on_bytes(len(view))
+            end_size = os.fstat(f.fileno()).st_size
+    except OSError as exc:
+        raise ProvscanError(f"{rel}: cannot read ({exc.strerror or exc})") from None
+    if count != st.st_size or end_size != count:
+        raise ProvscanError(f"{rel}: file changed while it was being hashed "
+                            f"({st.st_size} bytes at start, {count} read, {end_size} at end)")
+    return FileDigest(rel, count, h.hexdigest())
 
 
-def compute_manifest(path: Path, workers: int | None = None) -> Manifest:
-    """Hash every file of ``path`` (streamed, files in parallel threads; hashlib releases the GIL)."""
+def hash_file(path: Path) -> str:
+    """SHA-256 hex digest of one file (the same as ``sha256sum`` prints)."""
+    return digest_file(Path(path).name, Path(path)).sha256
+
+
+def default_workers() -> int:
+    """Threads for hashing: the CPUs this process may run on, at most 8."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, 8))
+
+
+class _ByteProgress:
+    """A thread-safe byte counter drawn as a tqdm bar on stderr (only when not quiet)."""
+
+    def __init__(self, total: int, desc: str) -> None:
+        import sys
+
+        from tqdm.auto import tqdm
+
+        self._lock = threading.Lock()
+        self._bar = tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024,
+                         leave=False, file=sys.stderr)
+
+    def update(self, n: int) -> None:
+        with self._lock:
+            self._bar.update(n)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def compute_manifest(path: Path, workers: int | None = None,
+                     show_progress: bool | None = None) -> Manifest:
+    """Hash every file under ``path`` (streamed, files in parallel, largest first).
+
+    ``show_progress`` defaults to: on for inputs of ``PROGRESS_MIN_BYTES`` or more, unless quiet
+    (``--quiet``, ``PROVSCAN_QUIET`` or stderr not a terminal).
+    """
+    from provscan.progress import is_quiet
+
     path = Path(path)
     entries = list_files(path)
-    workers = workers or min(len(entries), os.cpu_count() or 1, 8)
-    with ThreadPoolExecutor(max_workers=max(workers, 1)) as pool:
-        digests = list(pool.map(lambda e: hash_file(e[1]), entries))
-    files = tuple(FileDigest(rel, full.stat().st_size, d) for (rel, full), d in zip(entries, digests))
+    sizes = [full.stat().st_size for _, full in entries]
+    total = sum(sizes)
+    if show_progress is None:
+        show_progress = total >= PROGRESS_MIN_BYTES and not is_quiet()
+    bar = _ByteProgress(total, f"digest {path.name}") if show_progress else None
+    on_bytes = bar.update if bar is not None else None
+    order = sorted(range(len(entries)), key=lambda i: -sizes[i])
+    n_workers = max(1, min(workers or default_workers(), len(entries)))
+    try:
+        if n_workers == 1:
+            results = {i: digest_file(*entries[i], on_bytes=on_bytes) for i in order}
+        else:
+            with ThreadPoolExecutor(max_workers=n_workers,
+                                    thread_name_prefix="provscan-digest") as pool:
+                futures = {i: pool.submit(digest_file, *entries[i], on_bytes=on_bytes)
+                           for i in order}
+                try:
+                    results = {i: fut.result() for i, fut in futures.items()}
+                except BaseException:
+                    for fut in futures.values():
+                        fut.cancel()
+                    raise
+    finally:
+        if bar is not None:
+            bar.close()
+    files = tuple(results[i] for i in range(len(entries)))
     return Manifest(name=path.resolve().name, files=files, root_sha256=root_digest(files))

@@ -1,9 +1,12 @@
 """Every hook a provscan plugin can implement.
 
 Implement a hook by writing a function of the same name decorated with ``@provscan.hookimpl``
-in a module registered under the ``provscan`` entry-point group. Registry hooks *return* what
-they provide, so the host knows which plugin provided what. The hooks reference in
-``docs/plugins/hooks.md`` is generated from this module (``python -m provscan.docgen``).
+in a module registered under the ``provscan`` entry-point group. The implementation may accept
+any subset of the spec's parameters (they are passed by keyword); a function marked
+``@provscan.hookimpl`` whose name or parameters match no hook is an error when the plugin loads.
+Registry hooks (``register_*``) *return* what they provide, so the host knows which plugin
+provided what. The hooks reference in ``docs/plugins/hooks.md`` is generated from this module
+(``python -m provscan.docgen``).
 """
 
 from __future__ import annotations
@@ -28,9 +31,15 @@ hookspec = pluggy.HookspecMarker("provscan")
 def register_detectors() -> list[type[Detector]]:
     """Return the detector classes this plugin provides.
 
-    Called once when the plugin manager is built. Each class subclasses
-    :class:`provscan.detectors.Detector` and has a unique ``id``; a duplicate id across plugins is
-    an error naming both plugins.
+    When: every time the host builds its detector registry, first when the plugin is loaded (so a
+    bad return value is reported against this plugin at load time), then on demand; keep it cheap
+    and free of side effects (return the classes, do not build models).
+
+    Returns: a list of :class:`provscan.detectors.Detector` subclasses, each with a non-empty
+    ``id`` (stable, namespaced where it could clash: ``backdoor.trigger-inversion``), ``version``,
+    ``description``, ``applies_to`` (a subset of :data:`provscan.detectors.TARGET_KINDS`) and
+    ``params`` (:class:`provscan.params.Param` with defaults). An id registered by two plugins is an
+    error naming both. The host fills in ``plugin`` (the distribution name) when it is not set.
     """
 
 
@@ -38,59 +47,128 @@ def register_detectors() -> list[type[Detector]]:
 def register_injectors() -> list[type[Injector]]:
     """Return the injector classes this plugin provides.
 
-    Called once when the plugin manager is built. Each class subclasses
-    :class:`provscan.detectors.Injector` and has a unique ``id`` (``provscan inject ID``).
+    When: like :func:`register_detectors`, at load time and whenever the injector registry is
+    built (``provscan inject`` lists them as subcommands).
+
+    Returns: a list of :class:`provscan.detectors.Injector` subclasses, each with a unique ``id``
+    (the ``provscan inject ID`` subcommand), ``version``, ``description`` and ``params``; each
+    :class:`~provscan.params.Param` becomes a ``--name`` option. Injector ids live in their own
+    namespace (a detector and an injector may share an id); a duplicate injector id is an error
+    naming both plugins.
     """
 
 
 @hookspec
 def register_model_factories() -> dict[str, Callable[..., Any]]:
-    """Return named architecture factories: ``{name: callable(**config) -> torch.nn.Module}``.
+    """Return named architecture factories for classifier checkpoints.
 
-    A checkpoint may name a factory in its ``provscan_model.json``; only names registered here by
+    When: at load time and each time a provscan classifier directory is opened (its
+    ``provscan_model.json`` names a factory).
+
+    Returns: ``{name: callable(**config) -> torch.nn.Module}``. Only names registered here by
     installed plugins are honoured, so a checkpoint can never make provscan import arbitrary code.
+    A name registered by two plugins is an error naming both.
     """
 
 
 @hookspec(firstresult=True)
 def open_target(location: str, options: OpenOptions) -> Target | None:
-    """Open ``location`` (a path or URL) as a :class:`provscan.targets.Target`, or return None.
+    """Open ``location`` as a :class:`provscan.targets.Target`, or return None.
 
-    Called after the file-safety scan has accepted the files. The first non-None result wins
-    (``firstresult``); plugins registered later are asked first, so a third-party opener can take
-    precedence over the built-in ones. Raise :class:`provscan.errors.ProvscanError` for a location
-    this opener recognises but cannot open.
+    When: once per scan, after the digest was taken and the file-safety scan accepted the files
+    (for a local path), before any detector runs.
+
+    Parameters:
+        location: the target as the user gave it: a file or directory path, or a URL.
+        options: :class:`provscan.targets.OpenOptions` (``device``, ``dtype``, ``batch_size``,
+            ``model_factory``, ``kind``, ``extra``) from the command line.
+
+    Returns: a Target (classifier, causal-lm or seq2seq), or None when this opener does not
+    recognise ``location``. ``firstresult``: the first non-None result wins and later openers are
+    not called; implementations registered later are called first, so a third-party opener takes
+    precedence over the built-in ones (which are ``trylast``). Raise
+    :class:`provscan.errors.ProvscanError` for a location this opener recognises but cannot open;
+    the scan then reports every model detector as inconclusive with that message.
     """
 
 
 @hookspec
 def register_reporters() -> list[type[Reporter]]:
-    """Return report writers (``--format NAME``): classes with ``name``, ``suffix`` and
-    ``render(result) -> bytes``."""
+    """Return report writers, selected with ``--format NAME``.
+
+    When: at load time and when ``provscan verify`` resolves its ``--format`` options.
+
+    Returns: a list of classes with ``name`` (the format name), ``suffix`` (file extension with
+    the dot) and ``render(result) -> bytes`` (``result`` is a :class:`provscan.scan.ScanResult`).
+    A format name registered by two plugins is an error naming both.
+    """
 
 
 @hookspec
 def register_judges() -> list[type[Any]]:
-    """Return judge classes for language-model evals (a score in [0, 100] for a question and an
-    answer under a rubric). See :mod:`provscan_misalignment` for the protocol."""
+    """Return judge classes for language-model evals.
+
+    When: at load time and when an LM eval detector looks up its ``judge`` parameter.
+
+    Returns: a list of classes with a unique ``name``; a judge gives a score in [0, 100] for a
+    question and an answer under a rubric (see the misalignment plugin for the full protocol).
+    """
 
 
 @hookspec
 def register_scorers() -> list[type[Any]]:
-    """Return text scorers for meta-task probes (for example a sentiment scorer returning a
-    number per text). Each has ``name`` and ``score(texts) -> list[float]``."""
+    """Return text scorers for meta-task probes.
+
+    When: at load time and when a probe detector looks up its scorer by name.
+
+    Returns: a list of classes with a unique ``name`` and ``score(texts: list[str]) -> list[float]``
+    (for example a sentiment scorer returning one number per text).
+    """
 
 
 @hookspec
 def register_commands(cli: click.Group) -> None:
-    """Add subcommands to the ``provscan`` click group. Called once when the CLI starts."""
+    """Add subcommands to the ``provscan`` click group.
+
+    When: once when the ``provscan`` command starts, before its arguments are parsed (and by
+    ``provscan.testing``'s ``run_cli`` on a copy of the group).
+
+    Parameters:
+        cli: the ``provscan`` :class:`click.Group`; add commands with ``@cli.command()`` or
+            ``cli.add_command(...)``. Keep commands thin: call library functions, raise
+            :class:`provscan.errors.ProvscanError` for input errors (one line, exit 2).
+
+    Returns: nothing.
+    """
 
 
 @hookspec
 def scan_started(scan: Scan) -> None:
-    """Called when a scan starts, after the target was opened and before any detector runs."""
+    """Observe the start of a scan.
+
+    When: once per scan, after the target was opened (or failed to open) and before any detector
+    runs. Every implementation is called; an exception propagates and aborts the scan.
+
+    Parameters:
+        scan: the :class:`provscan.scan.Scan`: location, selected detector ids, parameters,
+            seed, open options, policy, and (filled in by then) ``manifest``, ``safety`` and
+            ``target`` (None when it could not be opened).
+
+    Returns: nothing.
+    """
 
 
 @hookspec
 def scan_finished(scan: Scan, result: ScanResult) -> None:
-    """Called when a scan finished, with its result (evidence, verdict), before reports are written."""
+    """Observe the end of a scan.
+
+    When: once per scan, after every detector ran and the policy gave its verdict, before any
+    report or certificate is written.
+
+    Parameters:
+        scan: the :class:`provscan.scan.Scan` that was run.
+        result: its :class:`provscan.scan.ScanResult` (``evidence``, ``verdict``,
+            ``exit_code``, ``environment``).
+
+    Returns: nothing.
+    """
