@@ -1,45 +1,70 @@
-"""Dispatch each file of a checkpoint to the scanner for its format.
+"""Dispatch each file of a checkpoint to the scanner for its format (decided by content).
 
-(Interim version: safetensors and plain-text files are checked; pickle-based files are reported
-inconclusive until the pickle analyser lands.)
+- ``*.safetensors``: :mod:`provscan.safety.safetensors_check`.
+- files starting with a zip signature: torch zip checkpoints (:func:`scan_torch_zip`).
+- files that decode as a pickle (``.bin``, ``.pt``, ``.pth``, ``.ckpt``, ``.pkl``... or any file
+  starting with a pickle PROTO opcode): torch legacy format or plain pickle.
+- JSON files must parse; plain text, Markdown and tokenizer vocabularies are data.
+- anything else: inconclusive ("format not understood"), never safe.
 """
 
 from __future__ import annotations
 
 import json
-import struct
 from pathlib import Path
 
 from provscan.digest import list_files
 from provscan.safety.report import FileSafety, SafetyReport, Verdict
+from provscan.safety.safetensors_check import scan_safetensors
+from provscan.safety.torchfile import scan_legacy_or_pickle, scan_torch_zip
 
-TEXT_SUFFIXES = {".json", ".txt", ".md", ".model", ".jsonl"}
+JSON_SUFFIXES = {".json"}
+# Data read as text by tokenizers / humans; nothing in provscan or transformers executes it.
+TEXT_SUFFIXES = {".txt", ".md", ".jsonl", ".model", ".gitattributes", ".gitignore", ".spm"}
+PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".joblib", ".dat", ".data"}
+ZIP_MAGIC = b"PK\x03\x04"
 
 
 def scan_path(path: Path) -> SafetyReport:
+    """Scan every file of ``path`` (a file or a directory); symlinks are refused by ``list_files``."""
     return SafetyReport([scan_file(rel, full) for rel, full in list_files(Path(path))])
 
 
-def scan_file(rel: str, full: Path) -> FileSafety:
+def sniff(full: Path) -> str:
+    """The format a file's bytes (and, for text, its suffix) say it is."""
     suffix = full.suffix.lower()
-    if suffix == ".safetensors":
-        return _scan_safetensors(rel, full)
-    if suffix in TEXT_SUFFIXES:
-        return FileSafety(rel, suffix.lstrip("."), Verdict.SAFE)
-    return FileSafety(rel, "unknown", Verdict.INCONCLUSIVE, ["format not understood"])
-
-
-def _scan_safetensors(rel: str, full: Path) -> FileSafety:
-    size = full.stat().st_size
     with open(full, "rb") as f:
-        raw = f.read(8)
-        if len(raw) < 8:
-            return FileSafety(rel, "safetensors", Verdict.UNSAFE, ["truncated header length"])
-        (n,) = struct.unpack("<Q", raw)
-        if n > min(size - 8, 100 * 1024 * 1024):
-            return FileSafety(rel, "safetensors", Verdict.UNSAFE, ["header length out of bounds"])
-        try:
-            json.loads(f.read(n))
-        except ValueError:
-            return FileSafety(rel, "safetensors", Verdict.UNSAFE, ["header is not JSON"])
-    return FileSafety(rel, "safetensors", Verdict.SAFE)
+        head = f.read(4)
+    if suffix == ".safetensors":
+        return "safetensors"
+    if head.startswith(ZIP_MAGIC) or (head.startswith(b"PK") and suffix in PICKLE_SUFFIXES):
+        return "zip"
+    if head[:1] == b"\x80" or suffix in PICKLE_SUFFIXES:
+        return "pickle"
+    if suffix in JSON_SUFFIXES:
+        return "json"
+    if suffix in TEXT_SUFFIXES or full.name in ("LICENSE", "README", "NOTICE"):
+        return "text"
+    return "unknown"
+
+
+def scan_file(rel: str, full: Path) -> FileSafety:
+    try:
+        fmt = sniff(full)
+        if fmt == "safetensors":
+            return scan_safetensors(rel, full)
+        if fmt == "zip":
+            return scan_torch_zip(rel, full)
+        if fmt == "pickle":
+            return scan_legacy_or_pickle(rel, full)
+        if fmt == "json":
+            try:
+                json.loads(full.read_text(encoding="utf-8"))
+            except (UnicodeDecodeError, ValueError) as exc:
+                return FileSafety(rel, "json", Verdict.INCONCLUSIVE, [f"not valid JSON ({exc})"])
+            return FileSafety(rel, "json", Verdict.SAFE)
+        if fmt == "text":
+            return FileSafety(rel, full.suffix.lstrip(".") or "text", Verdict.SAFE)
+    except OSError as exc:
+        return FileSafety(rel, "unreadable", Verdict.INCONCLUSIVE, [f"cannot read ({exc.strerror})"])
+    return FileSafety(rel, "unknown", Verdict.INCONCLUSIVE, ["format not understood"])
