@@ -47,6 +47,10 @@ class ScanResult:
     verdict: Verdict
     finished_at: str
     environment: dict[str, Any]
+    plugins: dict[str, str] = field(default_factory=dict)  # distribution -> version
+    certificate: bytes | None = None  # the signed DSSE envelope, when signed (provscan.api)
+    outputs: dict[str, Path] = field(default_factory=dict)  # files written (provscan.api)
+    rendered: dict[str, bytes] = field(default_factory=dict)  # format -> report bytes
 
     @property
     def exit_code(self) -> int:
@@ -60,6 +64,11 @@ def environment() -> dict[str, Any]:
 
     return {"provscan": __version__, "python": platform.python_version(), "torch": torch.__version__,
             "platform": platform.platform(), "cuda": torch.cuda.is_available()}
+
+
+def plugin_versions(host: Host) -> dict[str, str]:
+    """Distribution name → version of every registered plugin (provscan itself included)."""
+    return {info.distribution: info.version for info in host.plugin_infos()}
 
 
 def check_detectors(host: Host, ids: list[str], params: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -76,7 +85,7 @@ def check_detectors(host: Host, ids: list[str], params: dict[str, dict[str, Any]
 
 def run_scan(host: Host, scan: Scan) -> ScanResult:
     """Run every selected detector against the target, isolating plugin failures."""
-    ids = [d for d in dict.fromkeys([FILE_SAFETY, *scan.detector_ids])]
+    ids = list(dict.fromkeys([FILE_SAFETY, *scan.detector_ids, *scan.policy.required_detectors()]))
     resolved = check_detectors(host, ids, scan.params)
     is_local = Path(scan.location).exists()
     if not is_local and "://" not in scan.location:
@@ -104,8 +113,9 @@ def run_scan(host: Host, scan: Scan) -> ScanResult:
         cls = detectors[did]
         target = files_target if did == FILE_SAFETY else scan.target
         evidence.append(_run_one(cls, target, resolved[did], scan.seed, load_error))
-    result = ScanResult(scan, evidence, evaluate(scan.policy, evidence),
-                        datetime.now(timezone.utc).isoformat(), environment())
+    plugins = plugin_versions(host)
+    result = ScanResult(scan, evidence, evaluate(scan.policy, evidence, plugins),
+                        datetime.now(timezone.utc).isoformat(), environment(), plugins)
     host.hook.scan_finished(scan=scan, result=result)
     return result
 

@@ -34,33 +34,48 @@ def open_options(device: str, dtype: str, batch_size: int, model_factory: str | 
 @click.option("--detector", "-d", "detectors", multiple=True, help="Detector id (repeatable).")
 @click.option("--param", "-p", "params", multiple=True, help="ID.KEY=VALUE (repeatable).")
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--format", "formats", multiple=True, default=("text",), show_default=True)
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Directory for reports.")
+@click.option("--policy", "policy", default=None,
+              help="Policy TOML file, or builtin:NAME for a policy shipped by provscan or a plugin.")
+@click.option("--sign", "sign", multiple=True,
+              help="Sign the certificate with this key (name in the key directory or PEM path; repeatable).")
+@click.option("--format", "formats", multiple=True, default=("text",), show_default=True,
+              help="Report format: text, json, sarif, html (repeatable).")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Directory for the certificate and reports (must not exist, or be empty).")
+@click.option("--quiet", is_flag=True, help="No progress bars and no report on stdout (for CI).")
 @add_target_options
 def verify_cmd(target: str, detectors: tuple[str, ...], params: tuple[str, ...], seed: int,
-               formats: tuple[str, ...], out: Path | None, **target_opts: Any) -> None:
-    """Scan TARGET with the selected detectors and exit by the policy's verdict."""
-    from provscan.params import parse_param_options
-    from provscan.plugins import get_host
-    from provscan.policy import Policy
-    from provscan.scan import Scan, run_scan
+               policy: str | None, sign: tuple[str, ...], formats: tuple[str, ...], out: Path | None,
+               quiet: bool, **target_opts: Any) -> None:
+    """Scan TARGET with the selected detectors and exit by the policy's verdict.
 
-    host = get_host()
-    scan = Scan(target, list(detectors), parse_param_options(params), seed,
-                open_options(**target_opts), Policy())
-    reporters = host.reporters()
-    for fmt in formats:
-        if fmt not in reporters:
-            raise ProvscanError(f"unknown format {fmt!r} (known: {', '.join(sorted(reporters))})")
-    result = run_scan(host, scan)
-    from provscan.fsutil import atomic_write_bytes
+    Exit codes: 0 pass, 1 policy failed, 2 usage or input error, 3 inconclusive.
+    """
+    from provscan.api import verify
+    from provscan.progress import set_quiet
+    from provscan.report import TextReporter, stream_supports_color
 
-    for fmt in formats:
-        data = reporters[fmt]().render(result)
-        if out is not None:
-            atomic_write_bytes(out / f"report{reporters[fmt].suffix}", data)
-        elif fmt in ("text", "json"):
-            sys.stdout.write(data.decode())
+    if quiet:
+        set_quiet(True)
+    if out is None and len(set(formats)) > 1:
+        raise ProvscanError("several --format values need --out DIR")
+    result = verify(target, detectors=detectors, params=params, seed=seed, policy=policy,
+                    sign=sign or None, out=out, formats=formats, options=open_options(**target_opts),
+                    prompt=_prompt())
+    if out is None and not quiet:
+        for fmt, data in result.rendered.items():
+            if fmt == "text" and stream_supports_color(sys.stdout):
+                data = TextReporter(color=True).render(result)
+            sys.stdout.write(data.decode("utf-8"))
+    elif not quiet:
+        for path in result.outputs.values():
+            click.echo(f"wrote {path}", err=True)
+        click.echo(f"verdict: {result.verdict.status} (exit {result.exit_code})", err=True)
     sys.exit(result.exit_code)
 
 
+def _prompt() -> Any:
+    """A hidden passphrase prompt when stdin is a terminal, else None."""
+    if not sys.stdin.isatty():
+        return None
+    return lambda message: click.prompt(message, hide_input=True, err=True)

@@ -1,0 +1,54 @@
+"""`provscan keys new NAME` and `provscan keys list`."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from provscan.cli import cli, echo_json
+
+
+@cli.group("keys")
+def keys_group() -> None:
+    """Ed25519 signing keys in $PROVSCAN_HOME/keys (default ~/.provscan/keys)."""
+
+
+@keys_group.command("new")
+@click.argument("name")
+@click.option("--passphrase/--no-passphrase", "ask", default=None,
+              help="Encrypt the private key. Default: encrypt when PROVSCAN_KEY_PASSPHRASE is set "
+                   "or when asked on a terminal.")
+def keys_new(name: str, ask: bool | None) -> None:
+    """Create key pair NAME (NAME.key mode 0600, NAME.pub) and print its key id."""
+    from provscan.errors import ProvscanError
+    from provscan.keys import PASSPHRASE_ENV, new_key
+
+    passphrase = os.environ.get(PASSPHRASE_ENV) or None
+    if ask and passphrase is None:
+        if not sys.stdin.isatty():
+            raise ProvscanError(f"--passphrase needs a terminal or {PASSPHRASE_ENV}")
+        passphrase = click.prompt("passphrase", hide_input=True, confirmation_prompt=True, err=True)
+    if ask is False:
+        passphrase = None
+    info = new_key(name, passphrase)
+    click.echo(f"{info.name}  keyid {info.keyid}  {'encrypted' if info.encrypted else 'unencrypted'}")
+    click.echo(f"private: {info.private}\npublic:  {info.public}")
+
+
+@keys_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def keys_list(as_json: bool) -> None:
+    """List key pairs with their key ids."""
+    from provscan.keys import key_dir, list_keys
+
+    infos = list_keys()
+    if as_json:
+        echo_json([{"name": i.name, "keyid": i.keyid, "encrypted": i.encrypted,
+                    "public": str(i.public)} for i in infos])
+        return
+    if not infos:
+        click.echo(f"no keys in {key_dir()}")
+    for i in infos:
+        click.echo(f"{i.name:<20} {i.keyid}  {'encrypted' if i.encrypted else 'unencrypted'}")

@@ -1,0 +1,146 @@
+"""Ed25519 signing keys: PEM files in a key directory, optional passphrase.
+
+A key named NAME lives in ``key_dir()`` as ``NAME.key`` (PKCS#8 private key, mode 0600, encrypted
+when a passphrase was given) and ``NAME.pub`` (SubjectPublicKeyInfo public key). ``key_dir()`` is
+``$PROVSCAN_HOME/keys`` (default ``~/.provscan/keys``). Wherever a key is expected, a file path
+works too. The key id is the SHA-256 (hex) of the raw 32-byte public key.
+
+Passphrases come from ``PROVSCAN_KEY_PASSPHRASE`` or, on a terminal, a prompt; never from argv.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from provscan.errors import ProvscanError
+from provscan.fsutil import atomic_write_bytes
+
+PASSPHRASE_ENV = "PROVSCAN_KEY_PASSPHRASE"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class KeyError_(ProvscanError):
+    """A key could not be found, read or decrypted."""
+
+
+def key_dir() -> Path:
+    home = os.environ.get("PROVSCAN_HOME")
+    return (Path(home) if home else Path.home() / ".provscan") / "keys"
+
+
+def keyid(public_key: Ed25519PublicKey) -> str:
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    name: str
+    keyid: str
+    encrypted: bool
+    private: Path
+    public: Path
+
+
+def _check_name(name: str) -> None:
+    if not _NAME.match(name):
+        raise KeyError_(f"invalid key name {name!r}: use letters, digits, '.', '_' or '-'")
+
+
+def new_key(name: str, passphrase: str | None = None, directory: Path | None = None) -> KeyInfo:
+    """Create NAME.key (0600) and NAME.pub; refuses to overwrite an existing key."""
+    _check_name(name)
+    d = Path(directory) if directory is not None else key_dir()
+    priv_path, pub_path = d / f"{name}.key", d / f"{name}.pub"
+    if priv_path.exists() or pub_path.exists():
+        raise KeyError_(f"key {name!r} already exists in {d}")
+    key = Ed25519PrivateKey.generate()
+    enc: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(passphrase.encode()) if passphrase
+        else serialization.NoEncryption())
+    priv = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc)
+    pub = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                        serialization.PublicFormat.SubjectPublicKeyInfo)
+    d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    atomic_write_bytes(pub_path, pub, mode=0o644)
+    try:
+        atomic_write_bytes(priv_path, priv, mode=0o600)
+    except BaseException:
+        pub_path.unlink(missing_ok=True)
+        raise
+    return KeyInfo(name, keyid(key.public_key()), bool(passphrase), priv_path, pub_path)
+
+
+def list_keys(directory: Path | None = None) -> list[KeyInfo]:
+    """Every key pair in the key directory (by its public key file)."""
+    d = Path(directory) if directory is not None else key_dir()
+    out = []
+    for pub_path in sorted(d.glob("*.pub")) if d.is_dir() else []:
+        try:
+            pub = load_public_key(pub_path)
+        except ProvscanError:
+            continue
+        priv_path = pub_path.with_suffix(".key")
+        encrypted = priv_path.exists() and b"ENCRYPTED" in priv_path.read_bytes()[:64]
+        out.append(KeyInfo(pub_path.stem, keyid(pub), encrypted, priv_path, pub_path))
+    return out
+
+
+def _resolve(name_or_path: str | Path, suffix: str) -> Path:
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    if isinstance(name_or_path, str) and _NAME.match(name_or_path):
+        candidate = key_dir() / f"{name_or_path}{suffix}"
+        if candidate.is_file():
+            return candidate
+    raise KeyError_(f"no such key: {name_or_path} (not a file, nor a key in {key_dir()})")
+
+
+def load_public_key(name_or_path: str | Path) -> Ed25519PublicKey:
+    """A public key from a PEM file or a key name (``NAME.pub`` in the key directory)."""
+    path = _resolve(name_or_path, ".pub")
+    try:
+        key = serialization.load_pem_public_key(path.read_bytes())
+    except (ValueError, TypeError) as exc:
+        raise KeyError_(f"{path}: not a PEM public key ({exc})") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise KeyError_(f"{path}: not an Ed25519 public key")
+    return key
+
+
+def load_private_key(name_or_path: str | Path, passphrase: str | None = None,
+                     prompt: Callable[[str], str] | None = None) -> Ed25519PrivateKey:
+    """A private key from a PEM file or key name. An encrypted key takes ``passphrase``, else
+    ``$PROVSCAN_KEY_PASSPHRASE``, else ``prompt(message)`` when given; otherwise it is an error."""
+    path = _resolve(name_or_path, ".key")
+    data = path.read_bytes()
+    if b"PRIVATE KEY" not in data:
+        raise KeyError_(f"{path}: not a PEM private key")
+    encrypted = b"ENCRYPTED" in data[:64]
+    secret: bytes | None = None
+    if encrypted:
+        text = passphrase if passphrase is not None else os.environ.get(PASSPHRASE_ENV)
+        if text is None and prompt is not None:
+            text = prompt(f"passphrase for {path.name}")
+        if not text:
+            raise KeyError_(f"{path} is encrypted: set {PASSPHRASE_ENV} or run on a terminal")
+        secret = text.encode()
+    try:
+        key = serialization.load_pem_private_key(data, password=secret)
+    except ValueError:
+        what = "wrong passphrase for" if encrypted else "cannot read private key"
+        raise KeyError_(f"{what} {path}") from None
+    except TypeError as exc:
+        raise KeyError_(f"{path}: {exc}") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise KeyError_(f"{path}: not an Ed25519 private key")
+    return key

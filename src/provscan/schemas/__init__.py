@@ -1,0 +1,1 @@
+"""JSON schemas shipped with provscan (certificate predicate, statement, JSON report)."""
