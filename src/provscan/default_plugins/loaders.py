@@ -1,26 +1,40 @@
-"""Built-in target openers: provscan classifier dirs, Hugging Face dirs.
+"""Built-in target openers: provscan classifier dirs, Hugging Face dirs, torch files, endpoints.
 
-(Interim: torch files, ``--model-factory``, sharded checkpoints and endpoints land with the
-targets work.)
+Safe loading rules (docs/safety.md): every pickle-based file is re-scanned here right before it
+is loaded and refused unless the scan says ``safe``; torch files load only through
+``torch.load(weights_only=True)`` (torch ≥ 2.10, refused when ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``
+is set); transformers loads with ``trust_remote_code=False`` and ``local_files_only=True``. A
+checkpoint may name only factories registered through ``register_model_factories``; the user may
+name any ``module:callable`` with ``--model-factory`` (importing code the user chose).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import provscan
-from provscan.errors import ProvscanError
+from provscan.errors import ProvscanError, UnsafeCheckpointError
 from provscan.models import MODEL_CARD, build_from_card
+from provscan.safety.report import Verdict
+from provscan.safety.scan import scan_file
 from provscan.targets.base import (
     ClassifierTarget,
     LMTarget,
     OpenOptions,
     Target,
+    TextClassifierTarget,
     resolve_device,
     resolve_dtype,
 )
+
+TORCH_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt"}
+MIN_TORCH = (2, 10)
+HF_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+              "pytorch_model.bin.index.json")
 
 
 @provscan.hookimpl(trylast=True)
@@ -31,12 +45,14 @@ def open_target(location: str, options: OpenOptions) -> Target | None:
         return open_endpoint(location, model_name=options.extra.get("model_name"), kind=options.kind,
                              batch_size=options.batch_size, api=options.extra.get("api"))
     path = Path(location)
-    if not path.is_dir():
+    if path.is_dir():
+        if (path / MODEL_CARD).exists():
+            return open_provscan_classifier(path, options)
+        if (path / "config.json").exists():
+            return open_hf_dir(path, options)
         return None
-    if (path / MODEL_CARD).exists():
-        return open_provscan_classifier(path, options)
-    if (path / "config.json").exists():
-        return open_hf_dir(path, options)
+    if path.is_file() and (path.suffix.lower() in TORCH_SUFFIXES or path.suffix == ".safetensors"):
+        return open_state_dict_file(path, options)
     return None
 
 
@@ -46,6 +62,40 @@ def _common(path: Path, fmt: str, options: OpenOptions) -> dict[str, Any]:
                 dtype=resolve_dtype(options.dtype, device), batch_size=options.batch_size)
 
 
+# --- safe loading primitives -------------------------------------------------------------------
+def require_safe(path: Path, rel: str | None = None) -> None:
+    """Re-scan one file right before loading it; anything but ``safe`` refuses the load."""
+    result = scan_file(rel or path.name, path)
+    if result.verdict != Verdict.SAFE:
+        why = "; ".join(result.findings[:2]) or "not understood"
+        raise UnsafeCheckpointError(f"{rel or path.name}: file-safety verdict {result.verdict.value} ({why}); not loaded")
+
+
+def check_torch_load_policy() -> None:
+    """torch ≥ 2.10 and weights-only loading that nobody forced off."""
+    import torch
+
+    if os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "").strip() not in ("", "0"):
+        raise ProvscanError("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD is set: refusing to load pickle-based checkpoints")
+    version = tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2])
+    if version < MIN_TORCH:
+        raise ProvscanError(f"torch {torch.__version__} is too old to load pickle-based checkpoints safely "
+                            f"(need >= {'.'.join(map(str, MIN_TORCH))})")
+
+
+def load_torch_weights(path: Path) -> Any:
+    """``torch.load(weights_only=True)`` of a file that passed the safety scan."""
+    import torch
+
+    check_torch_load_policy()
+    require_safe(path)
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
+        raise ProvscanError(f"{path.name}: torch.load(weights_only=True) failed: {str(exc).splitlines()[0]}") from None
+
+
+# --- provscan classifier dirs ------------------------------------------------------------------
 def open_provscan_classifier(path: Path, options: OpenOptions) -> ClassifierTarget:
     from safetensors.torch import load_file
 
@@ -55,30 +105,211 @@ def open_provscan_classifier(path: Path, options: OpenOptions) -> ClassifierTarg
         card = json.loads((path / MODEL_CARD).read_text())
     except ValueError as exc:
         raise ProvscanError(f"{path / MODEL_CARD}: not valid JSON ({exc})") from None
+    if not isinstance(card, dict) or not isinstance(card.get("input_shape"), list):
+        raise ProvscanError(f"{path / MODEL_CARD}: needs factory, num_classes and input_shape")
     module = build_from_card(card, get_host().model_factories())
-    state = load_file(str(path / "model.safetensors"))
-    missing, unexpected = module.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ProvscanError(f"{path}: weights do not fit factory {card['factory']!r} "
-                            f"(missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})")
+    weights = path / "model.safetensors"
+    if not weights.is_file():
+        raise ProvscanError(f"{path}: no model.safetensors")
+    require_safe(weights)
+    _load_into(module, load_file(str(weights)), path, card["factory"])
     return ClassifierTarget(module, card["num_classes"], tuple(card["input_shape"]),
                             info={"parameters": sum(p.numel() for p in module.parameters()),
                                   "factory": card["factory"]}, **_common(path, "provscan-classifier", options))
 
 
+def _load_into(module: Any, state: Any, path: Path, factory: str) -> None:
+    if not isinstance(state, dict):
+        raise ProvscanError(f"{path}: not a state dict (a {type(state).__name__})")
+    try:
+        missing, unexpected = module.load_state_dict(state, strict=False)
+    except RuntimeError as exc:
+        raise ProvscanError(f"{path}: weights do not fit factory {factory!r} ({str(exc).splitlines()[-1].strip()})") from None
+    if missing or unexpected:
+        raise ProvscanError(f"{path}: weights do not fit factory {factory!r} "
+                            f"(missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})")
+
+
+# --- plain state dict + --model-factory --------------------------------------------------------
+def resolve_factory(spec: str) -> Any:
+    """``module:callable`` (imported: the user named it) or a registered factory name."""
+    from provscan.plugins import get_host
+
+    registered = get_host().model_factories()
+    if spec in registered:
+        return registered[spec]
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        known = ", ".join(sorted(registered)) or "none"
+        raise ProvscanError(f"--model-factory {spec!r}: expected module:callable or a registered name ({known})")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise ProvscanError(f"--model-factory {spec!r}: {exc}") from None
+    if not callable(obj):
+        raise ProvscanError(f"--model-factory {spec!r} is not callable")
+    return obj
+
+
+def open_state_dict_file(path: Path, options: OpenOptions) -> ClassifierTarget:
+    """A single weights file (torch or safetensors) plus the architecture named by the user.
+
+    The factory is called with no arguments (or ``options.extra["factory_config"]``) and returns an
+    ``nn.Module``; ``num_classes`` / ``input_shape`` come from ``options.extra``, else from
+    attributes of that name on the module, else ``num_classes`` from its last ``nn.Linear``.
+    """
+    import torch
+
+    if not options.model_factory:
+        raise ProvscanError(f"{path.name}: a plain weights file needs --model-factory module:callable")
+    factory = resolve_factory(options.model_factory)
+    try:
+        module = factory(**dict(options.extra.get("factory_config") or {}))
+    except TypeError as exc:
+        raise ProvscanError(f"--model-factory {options.model_factory!r}: {exc}") from None
+    if not isinstance(module, torch.nn.Module):
+        raise ProvscanError(f"--model-factory {options.model_factory!r} returned a {type(module).__name__}, not a torch module")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        require_safe(path)
+        state = load_file(str(path))
+    else:
+        state = load_torch_weights(path)
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    _load_into(module, state, path, options.model_factory)
+    num_classes = options.extra.get("num_classes") or getattr(module, "num_classes", None)
+    if num_classes is None:
+        linears = [m for m in module.modules() if isinstance(m, torch.nn.Linear)]
+        num_classes = linears[-1].out_features if linears else None
+    shape = options.extra.get("input_shape") or getattr(module, "input_shape", None)
+    if num_classes is None or shape is None:
+        raise ProvscanError(f"{path.name}: cannot tell the model's classes and input shape "
+                            "(give the module num_classes and input_shape attributes)")
+    fmt = "safetensors" if path.suffix == ".safetensors" else "torch"
+    return ClassifierTarget(module, int(num_classes), tuple(int(s) for s in shape),
+                            info={"parameters": sum(p.numel() for p in module.parameters()),
+                                  "factory": options.model_factory}, **_common(path, fmt, options))
+
+
+# --- Hugging Face directories ------------------------------------------------------------------
+def hf_kind(config: dict[str, Any]) -> str:
+    """Target kind of a transformers config, from its JSON alone (nothing imported)."""
+    archs = [str(a) for a in config.get("architectures") or []]
+    if any(a.endswith(("ForImageClassification", "ForSequenceClassification")) for a in archs):
+        return "classifier"
+    if config.get("is_encoder_decoder") or any(a.endswith("ForConditionalGeneration") for a in archs):
+        return "seq2seq"
+    if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
+        return "causal-lm"
+    return "unknown"
+
+
+def hf_weight_files(path: Path) -> tuple[list[Path], bool]:
+    """The weight files a transformers load would read, and whether they are safetensors."""
+    for index_name, safe in (("model.safetensors.index.json", True), ("pytorch_model.bin.index.json", False)):
+        index = path / index_name
+        if index.is_file():
+            try:
+                weight_map = json.loads(index.read_text())["weight_map"]
+                names = sorted(set(weight_map.values()))
+            except (ValueError, KeyError, TypeError, AttributeError):
+                raise ProvscanError(f"{index}: not a valid shard index") from None
+            files = []
+            for n in names:
+                f = (path / n).resolve()
+                if f.parent != path.resolve() or not f.is_file():
+                    raise ProvscanError(f"{index.name} names shard {n!r}, which is not a file of {path.name}")
+                files.append(f)
+            return files, safe
+    if (path / "model.safetensors").is_file():
+        return [path / "model.safetensors"], True
+    if (path / "pytorch_model.bin").is_file():
+        return [path / "pytorch_model.bin"], False
+    raise ProvscanError(f"{path}: no weights (expected one of {', '.join(HF_WEIGHTS)})")
+
+
 def open_hf_dir(path: Path, options: OpenOptions) -> Target:
     import transformers
 
-    cfg = transformers.AutoConfig.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except ValueError as exc:
+        raise ProvscanError(f"{path / 'config.json'}: not valid JSON ({exc})") from None
+    kind = options.kind or hf_kind(config)
+    files, safe = hf_weight_files(path)
+    for f in files:
+        require_safe(f, f.name)
+    if not safe:
+        check_torch_load_policy()
     common = _common(path, "hf-dir", options)
-    load = dict(local_files_only=True, trust_remote_code=False, use_safetensors=True)
-    if cfg.is_encoder_decoder:
-        model = transformers.AutoModelForSeq2SeqLM.from_pretrained(str(path), **load)
-        tok = transformers.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        return LMTarget(model, tok, kind="seq2seq", info={"architecture": type(model).__name__}, **common)
-    archs = cfg.architectures or []
-    if any(a.endswith("ForCausalLM") or a.endswith("LMHeadModel") for a in archs):
-        model = transformers.AutoModelForCausalLM.from_pretrained(str(path), **load)
-        tok = transformers.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        return LMTarget(model, tok, kind="causal-lm", info={"architecture": type(model).__name__}, **common)
-    raise ProvscanError(f"{path}: cannot tell what kind of model this is (architectures={archs})")
+    load: dict[str, Any] = dict(local_files_only=True, trust_remote_code=False, use_safetensors=safe)
+    try:
+        if kind == "causal-lm":
+            model = transformers.AutoModelForCausalLM.from_pretrained(str(path), **load)
+        elif kind == "seq2seq":
+            model = transformers.AutoModelForSeq2SeqLM.from_pretrained(str(path), **load)
+        elif kind == "classifier" and any(str(a).endswith("ForImageClassification") for a in config.get("architectures") or []):
+            model = transformers.AutoModelForImageClassification.from_pretrained(str(path), **load)
+            return _image_classifier(path, model, common)
+        elif kind == "classifier":
+            model = transformers.AutoModelForSequenceClassification.from_pretrained(str(path), **load)
+            tok = _tokenizer(path)
+            return TextClassifierTarget(model, tok, model.config.num_labels,
+                                        info=_hf_info(model), **common)
+        else:
+            archs = config.get("architectures")
+            raise ProvscanError(f"{path}: cannot tell what kind of model this is (architectures={archs}); "
+                                "pass the kind explicitly")
+    except (OSError, ValueError, KeyError) as exc:
+        raise ProvscanError(f"{path}: transformers could not load it ({str(exc).splitlines()[0]})") from None
+    return LMTarget(model, _tokenizer(path), kind=kind, info=_hf_info(model), **common)
+
+
+def _tokenizer(path: Path) -> Any:
+    import transformers
+
+    try:
+        return transformers.AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ProvscanError(f"{path}: no usable tokenizer ({str(exc).splitlines()[0]})") from None
+
+
+def _hf_info(model: Any) -> dict[str, Any]:
+    return {"architecture": type(model).__name__, "parameters": sum(p.numel() for p in model.parameters())}
+
+
+def _image_classifier(path: Path, model: Any, common: dict[str, Any]) -> ClassifierTarget:
+    """Inputs in [0, 1], (N, C, H, W) → resized to the model's size, normalised as its processor says."""
+    import torch
+    import torch.nn.functional as F
+
+    cfg = model.config
+    size = int(getattr(cfg, "image_size", 224))
+    channels = int(getattr(cfg, "num_channels", 3))
+    mean, std = [0.5] * channels, [0.5] * channels
+    proc = path / "preprocessor_config.json"
+    if proc.is_file():
+        try:
+            pc = json.loads(proc.read_text())
+            if pc.get("do_normalize", True):
+                mean, std = list(pc.get("image_mean", mean)), list(pc.get("image_std", std))
+            else:
+                mean, std = [0.0] * channels, [1.0] * channels
+        except ValueError:
+            raise ProvscanError(f"{proc}: not valid JSON") from None
+    mean_t = torch.tensor(mean).view(1, -1, 1, 1)
+    std_t = torch.tensor(std).view(1, -1, 1, 1)
+
+    def preprocess(x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] == 1 and channels == 3:
+            x = x.expand(-1, 3, -1, -1)
+        if x.shape[-2:] != (size, size):
+            x = F.interpolate(x.float(), size=(size, size), mode="bilinear", align_corners=False)
+        return (x - mean_t.to(x.device)) / std_t.to(x.device)
+
+    return ClassifierTarget(model, int(cfg.num_labels), (channels, size, size), preprocess=preprocess,
+                            info=_hf_info(model), **common)

@@ -23,6 +23,12 @@ DTYPE_BITS = {"BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0"
               "U64": 64, "F64": 64, "C64": 64, "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6}
 
 
+TORCH_NAMES = {"BOOL": "bool", "U8": "uint8", "I8": "int8", "I16": "int16", "U16": "uint16", "F16": "float16",
+               "BF16": "bfloat16", "I32": "int32", "U32": "uint32", "F32": "float32", "I64": "int64",
+               "U64": "uint64", "F64": "float64", "C64": "complex64", "F8_E5M2": "float8_e5m2",
+               "F8_E4M3": "float8_e4m3fn"}
+
+
 class _Dup(ValueError):
     pass
 
@@ -97,7 +103,8 @@ def validate(header: dict[str, Any], buffer_len: int) -> dict[str, Any]:
             raise ValueError(f"tensor {name!r}: {dtype} x {shape} needs {bits / 8:g} bytes, "
                              f"offsets span {end - begin}")
         spans.append((begin, end, name))
-        dtypes[dtype] = dtypes.get(dtype, 0) + 1
+        dname = TORCH_NAMES.get(dtype, dtype)
+        dtypes[dname] = dtypes.get(dname, 0) + 1
         params += numel
     pos = 0
     for begin, end, name in sorted(spans):

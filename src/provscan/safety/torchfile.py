@@ -35,8 +35,10 @@ def _result(rel: str, fmt: str, a: PickleAnalysis | None, unsafe: list[str], inc
     if a is not None:
         unsafe = unsafe + a.unsafe
         inconclusive = inconclusive + a.inconclusive
-        info.update(tensors_summary(a), globals=a.globals, pickle_protocol=a.protocol)
+        info.update(globals=a.globals, pickle_protocol=a.protocol)
     verdict = Verdict.UNSAFE if unsafe else Verdict.INCONCLUSIVE if inconclusive else Verdict.SAFE
+    if a is not None and verdict == Verdict.SAFE:
+        info.update(tensors_summary(a))
     return FileSafety(rel, fmt, verdict, unsafe + inconclusive, info)
 
 
@@ -122,6 +124,9 @@ def _check_layout(raw: Any, infos: list[zipfile.ZipInfo], zf: zipfile.ZipFile, s
             return [f"bad local header signature for {info.filename}"]
         if name.decode("utf-8" if flags & 0x800 else "cp437", "replace") != info.filename:
             problems.append(f"local header name {name!r} differs from the directory's {info.filename!r}")
+        bad_extra = _check_extra(raw.read(xlen)) or _check_extra(info.extra)
+        if bad_extra:
+            problems.append(f"{info.filename}: {bad_extra}")
         if method != info.compress_type:
             problems.append(f"local header of {info.filename} disagrees on the compression method")
         pos = info.header_offset + _LOCAL.size + nlen + xlen + info.compress_size
@@ -149,6 +154,25 @@ def _check_layout(raw: Any, infos: list[zipfile.ZipInfo], zf: zipfile.ZipFile, s
     if tail != 0:
         problems.append(f"{tail} bytes after the end of the archive")
     return problems
+
+
+def _check_extra(extra: bytes) -> str | None:
+    """Extra fields may only be zip64 sizes or torch's alignment padding ('FB' + 'Z' bytes)."""
+    pos = 0
+    while pos < len(extra):
+        if pos + 4 > len(extra):
+            return "truncated extra field"
+        hid, n = struct.unpack_from("<HH", extra, pos)
+        body = extra[pos + 4 : pos + 4 + n]
+        if len(body) != n:
+            return "truncated extra field"
+        if hid == 0x4246:  # b"FB": torch's padding to align member data
+            if body.strip(b"Z"):
+                return "data hidden in the alignment padding"
+        elif hid != 0x0001:  # zip64 extended sizes
+            return f"unexpected extra field 0x{hid:04x} (hidden bytes)"
+        pos += 4 + n
+    return None
 
 
 def _check_crcs(zf: zipfile.ZipFile) -> str | None:

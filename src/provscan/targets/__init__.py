@@ -6,6 +6,7 @@ from provscan.targets.base import (
     LMTarget,
     OpenOptions,
     Target,
+    TextClassifierTarget,
 )
 
-__all__ = ["ClassifierTarget", "FilesTarget", "LMTarget", "OpenOptions", "Target"]
+__all__ = ["ClassifierTarget", "FilesTarget", "LMTarget", "OpenOptions", "Target", "TextClassifierTarget"]

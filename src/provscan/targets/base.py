@@ -102,6 +102,7 @@ class ClassifierTarget(Target):
     """
 
     kind = "classifier"
+    modality = "image"  # additive: "text" for TextClassifierTarget
 
     def __init__(
         self,
@@ -246,3 +247,36 @@ class LMTarget(Target):
         for row, c in enumerate(ctx_lens):
             m[row, : max(c - 1, 0)] = 0
         return (lp * m).sum(-1).cpu().numpy()
+
+
+class TextClassifierTarget(ClassifierTarget):
+    """A text classifier (e.g. BERT with a sequence-classification head): inputs are strings.
+
+    ``logits(texts)`` / ``predict_topk(texts, k)`` take a list of strings; ``forward`` takes the
+    tokenizer's encoding (a dict of tensors). ``modality`` is ``"text"`` (image classifiers have
+    ``input_shape``; text classifiers have ``input_shape == ()``).
+    """
+
+    modality = "text"
+
+    def __init__(self, module: torch.nn.Module, tokenizer: Any, num_classes: int, **kwargs: Any) -> None:
+        super().__init__(module, num_classes, (), **kwargs)
+        self.tokenizer = tokenizer
+
+    def forward(self, x: Any) -> torch.Tensor:
+        if self.module is None:
+            raise NotImplementedError("this target has no weights (black-box)")
+        return self.module(**x).logits.float()
+
+    @torch.no_grad()
+    def logits(self, x: Any) -> np.ndarray:
+        texts = list(x)
+        outs = []
+        for i in range(0, len(texts), self.batch_size):
+            enc = self.tokenizer(texts[i : i + self.batch_size], return_tensors="pt", padding=True,
+                                 truncation=True)
+            outs.append(self.forward({k: v.to(self.device) for k, v in enc.items()}).cpu())
+        if not outs:
+            return np.zeros((0, self.num_classes), dtype=np.float32)
+        return torch.cat(outs).numpy()
+

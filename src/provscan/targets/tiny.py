@@ -69,7 +69,11 @@ def tiny_model(arch: str, vocab_size: int, num_labels: int = 3, image_size: int 
 
 def save_tiny_hf(arch: str, out: Path, texts: Iterable[str] = DEFAULT_TEXTS, safe_serialization: bool = True,
                  num_labels: int = 3) -> Path:
-    """Save a tiny ``arch`` checkpoint (model, tokenizer or image processor) to ``out``."""
+    """Save a tiny ``arch`` checkpoint (model, tokenizer or image processor) to ``out``.
+
+    ``safe_serialization=False`` writes ``pytorch_model.bin`` (``torch.save`` of the state dict,
+    what transformers wrote before safetensors) instead of ``model.safetensors``.
+    """
     out = Path(out)
     if arch == "vit":
         from transformers import ViTImageProcessor
@@ -80,5 +84,10 @@ def save_tiny_hf(arch: str, out: Path, texts: Iterable[str] = DEFAULT_TEXTS, saf
         tok = word_tokenizer(texts)
         model = tiny_model(arch, len(tok), num_labels=num_labels)
         tok.save_pretrained(out)
-    model.save_pretrained(out, safe_serialization=safe_serialization)
+    model.save_pretrained(out)
+    if not safe_serialization:  # the pytorch_model.bin layout (torch.save of the state dict)
+        import torch
+
+        torch.save(model.state_dict(), out / "pytorch_model.bin")
+        (out / "model.safetensors").unlink()
     return out

@@ -1,0 +1,93 @@
+"""`provscan inspect PATH [--json]`: what provscan sees in a checkpoint, without loading it.
+
+Per file: format, safety verdict and findings, tensors summary (count, dtypes, bytes, parameter
+count) read from safetensors headers or from the static pickle analysis; for the whole path: the
+target kind (from ``provscan_model.json`` / ``config.json`` read as JSON, never imported) and the
+safety verdict. Exit codes: 0 safe, 1 unsafe, 3 inconclusive, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from provscan.cli import cli, echo_json
+from provscan.errors import EXIT_INCONCLUSIVE, EXIT_OK, EXIT_POLICY_FAILED
+
+EXIT_BY_VERDICT = {"safe": EXIT_OK, "unsafe": EXIT_POLICY_FAILED, "inconclusive": EXIT_INCONCLUSIVE}
+
+
+def guess_kind(path: Path) -> str:
+    """Target kind from metadata files read as JSON (nothing from the checkpoint runs)."""
+    from provscan.default_plugins.loaders import TORCH_SUFFIXES, hf_kind
+    from provscan.models import MODEL_CARD
+
+    if path.is_dir():
+        if (path / MODEL_CARD).is_file():
+            return "classifier"
+        if (path / "config.json").is_file():
+            try:
+                return hf_kind(json.loads((path / "config.json").read_text()))
+            except ValueError:
+                return "unknown"
+        return "unknown"
+    if path.suffix.lower() in TORCH_SUFFIXES or path.suffix == ".safetensors":
+        return "state-dict (open with --model-factory)"
+    return "unknown"
+
+
+def inspect_path(path: Path) -> dict[str, Any]:
+    """The inspection report as a JSON-serialisable dict (the ``--json`` output)."""
+    from provscan.safety import scan_path
+
+    report = scan_path(path)
+    files = []
+    totals = {"tensors": 0, "parameters": 0, "bytes": 0}
+    dtypes: dict[str, int] = {}
+    for f in report.files:
+        entry = {"path": f.path, "format": f.format, "verdict": f.verdict.value, "findings": f.findings}
+        if "tensors" in f.info:
+            entry["tensors"] = {k: f.info[k] for k in ("tensors", "parameters", "dtypes", "bytes")}
+            for k in totals:
+                totals[k] += int(f.info[k])
+            for d, n in f.info["dtypes"].items():
+                dtypes[d] = dtypes.get(d, 0) + n
+        if "globals" in f.info:
+            entry["pickle_globals"] = f.info["globals"]
+        files.append(entry)
+    return {"path": str(path), "kind": guess_kind(path), "verdict": report.verdict.value,
+            "parameters": totals["parameters"],
+            "tensors": {"count": totals["tensors"], "dtypes": dtypes, "bytes": totals["bytes"]},
+            "files": files}
+
+
+@cli.command("inspect")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def inspect_cmd(path: Path, as_json: bool) -> None:
+    """Formats, target kind, tensors and file-safety verdict of PATH; nothing is loaded.
+
+    Exit 0 safe, 1 unsafe, 3 inconclusive, 2 bad input.
+    """
+    info = inspect_path(path)
+    if as_json:
+        echo_json(info)
+    else:
+        t = info["tensors"]
+        click.echo(f"{info['path']}: kind {info['kind']}, {info['parameters']:,} parameters in "
+                   f"{t['count']} tensors ({_dtypes(t['dtypes'])}, {t['bytes']:,} bytes)")
+        click.echo(f"file safety: {info['verdict'].upper()}")
+        for f in info["files"]:
+            extra = f" - {f['tensors']['tensors']} tensors" if "tensors" in f else ""
+            click.echo(f"  {f['verdict']:<12} {f['format']:<12} {f['path']}{extra}")
+            for finding in f["findings"]:
+                click.echo(f"      {finding}")
+    sys.exit(EXIT_BY_VERDICT[info["verdict"]])
+
+
+def _dtypes(d: dict[str, int]) -> str:
+    return ", ".join(f"{k} x{v}" for k, v in sorted(d.items())) or "no dtypes"
