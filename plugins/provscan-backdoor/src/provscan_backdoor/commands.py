@@ -1,0 +1,59 @@
+"""``provscan backdoor train-references`` and ``provscan backdoor score-references``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from provscan.errors import ProvscanError
+
+
+@click.group("backdoor")
+def backdoor() -> None:
+    """Reference clean models for the backdoor detectors' calibrated p-values."""
+
+
+@backdoor.command("train-references")
+@click.argument("clean_data", type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="New directory of models.")
+@click.option("-n", "count", default=19, show_default=True, type=click.IntRange(1))
+@click.option("--factory", default="small-cnn", show_default=True)
+@click.option("--epochs", default=20, show_default=True, type=click.IntRange(1))
+@click.option("--lr", default=3e-3, show_default=True, type=float)
+@click.option("--seed", default=1000, show_default=True, type=int, help="Seed of the first model.")
+def train_references_cmd(clean_data: Path, out: Path, count: int, factory: str, epochs: int,
+                         lr: float, seed: int) -> None:
+    """Train COUNT clean models on CLEAN_DATA with provscan's training loop (one per seed).
+
+    The conformal p-value is valid when the model under test, if clean, comes from the same
+    recipe; use the recipe (architecture, data, epochs) the audited model was trained with."""
+    from provscan_backdoor.training import train_references
+
+    paths = train_references(clean_data, out, count, factory, epochs, lr, seed)
+    click.echo(json.dumps({"out": str(out), "models": [p.name for p in paths]}))
+
+
+@backdoor.command("score-references")
+@click.argument("references", type=click.Path(path_type=Path))
+@click.option("--detector", "-d", "detector_id", required=True)
+@click.option("--param", "-p", "params", multiple=True, help="KEY=VALUE for the detector.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Scores file (JSON).")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--device", default="auto", show_default=True)
+def score_references_cmd(references: Path, detector_id: str, params: tuple[str, ...], out: Path,
+                         seed: int, device: str) -> None:
+    """Score each model in REFERENCES once and write the scores (pass the file as the detector's
+    ``references`` parameter; its statistic parameters must match the scan's)."""
+    from provscan_backdoor.training import score_references
+
+    given: dict[str, Any] = {}
+    for item in params:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ProvscanError(f"malformed --param {item!r}: expected KEY=VALUE")
+        given[key] = value
+    doc = score_references(references, detector_id, given, out, seed, device)
+    click.echo(json.dumps({"out": str(out), "scores": doc["scores"]}))

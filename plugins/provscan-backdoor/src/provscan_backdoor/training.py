@@ -1,0 +1,71 @@
+"""Library side of the ``provscan backdoor`` commands: train and score reference clean models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from provscan.errors import ProvscanError
+from provscan.fsutil import atomic_dir, atomic_write_text
+
+
+def train_references(clean_data: Path, out: Path, count: int, factory: str = "small-cnn",
+                     epochs: int = 20, lr: float = 3e-3, seed: int = 1000) -> list[Path]:
+    """Train ``count`` models on ``clean_data`` (seeds ``seed .. seed+count-1``) into ``out/ref-*``,
+    written atomically as one directory."""
+    from provscan.datasets import load_dataset
+    from provscan.models import save_classifier
+    from provscan.plugins import get_host
+    from provscan.training import train_classifier
+
+    ds = load_dataset(Path(clean_data))
+    factories = get_host().model_factories()
+    if factory not in factories:
+        raise ProvscanError(f"unknown model factory {factory!r} (known: {', '.join(sorted(factories))})")
+    c, h, _ = ds.input_shape
+    config = {"in_channels": c, "num_classes": ds.num_classes, "image_size": h}
+    paths = []
+    with atomic_dir(Path(out)) as tmp:
+        for i in range(count):
+            module = factories[factory](**config)
+            train_classifier(module, ds.x, ds.y, epochs=epochs, lr=lr, seed=seed + i)
+            name = f"ref-{seed + i:05d}"
+            save_classifier(module, tmp / name, factory, config, ds.num_classes, ds.input_shape)
+            paths.append(Path(out) / name)
+    return paths
+
+
+def score_references(references: Path, detector_id: str, given: dict[str, Any], out: Path,
+                     seed: int = 0, device: str = "auto") -> dict[str, Any]:
+    """Compute the detector's score on every reference model and write a scores file."""
+    from provscan.detectors import detector_rng
+    from provscan.params import resolve_params
+    from provscan.plugins import get_host
+    from provscan_backdoor.detectors import _BackdoorDetector, parse_classes
+    from provscan_backdoor.references import (
+        open_reference,
+        reference_dirs,
+        scores_document,
+        statistic_key,
+    )
+
+    if Path(out).exists():
+        raise ProvscanError(f"output {out} already exists (choose another --out)")
+    cls = get_host().detectors().get(detector_id)
+    if cls is None or not issubclass(cls, _BackdoorDetector):
+        raise ProvscanError(f"{detector_id!r} is not a provscan-backdoor detector")
+    params = resolve_params(detector_id, cls.params, given)
+    dirs = reference_dirs(Path(references))
+    from provscan.targets.base import OpenOptions
+
+    first = get_host().hook.open_target(location=str(dirs[0]), options=OpenOptions(device=device))
+    classes = parse_classes(params["classes"], first.num_classes)
+    det = cls()
+    run_seed = int(detector_rng(seed, detector_id).integers(2**31 - 1))
+    scores = [det.model_score(open_reference(d, first), classes, params, run_seed) for d in dirs]
+    doc = scores_document(statistic_key(cls.id, cls.version, params, cls.stat_params), first,
+                          [d.name for d in dirs], scores)
+    doc["seed"] = seed
+    atomic_write_text(Path(out), json.dumps(doc, indent=1) + "\n")
+    return doc
