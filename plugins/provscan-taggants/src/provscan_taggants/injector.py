@@ -1,0 +1,66 @@
+"""The ``taggants`` injector: ``provscan inject taggants DATA --out PROTECTED --secret SECRET``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from provscan.datasets import load_dataset, save_dataset
+from provscan.detectors import Injector
+from provscan.digest import compute_manifest
+from provscan.errors import ProvscanError
+from provscan.params import Param
+from provscan_taggants import __version__
+from provscan_taggants.protect import MODES, OBJECTIVES, TaggantConfig, protect
+from provscan_taggants.secret import write_secret
+
+
+class TaggantsInjector(Injector):
+    id = "taggants"
+    version = __version__
+    description = ("Protect a dataset with data taggants: secret out-of-distribution keys and "
+                   "clean-label perturbations crafted by gradient matching (or, with --mode "
+                   "watermark, a visible dirty-label key watermark). Writes the protected copy "
+                   "and the secret needed by `provscan verify --detector taggants`.")
+    params = (
+        Param("mode", str, "clean-label", "clean-label (stealthy) or watermark (visible baseline)", MODES),
+        Param("keys", int, 10, "number of secret keys K"),
+        Param("budget", float, None, "fraction of samples modified (default 0.10 clean-label, 0.03 watermark)"),
+        Param("eps", float, 64.0, "l-infinity bound of the perturbations, in 1/255 units"),
+        Param("steps", int, 200, "signed-Adam steps per restart"),
+        Param("restarts", int, 1, "crafting restarts (the lowest matching loss is kept)"),
+        Param("objective", str, "per-key", "per-key (one cosine per key) or sum (the paper's)", OBJECTIVES),
+        Param("surrogate", str, "small-cnn", "registered model factory used as surrogate"),
+        Param("surrogate_epochs", int, 15, "training epochs of the surrogate"),
+        Param("blend", float, 0.5, "watermark mode: weight of the key blended into a sample"),
+        Param("device", str, "auto", "auto, cpu or cuda"),
+    )
+
+    def apply(self, data: Path, out: Path, secret: Path, params: dict[str, Any],
+              rng: np.random.Generator) -> dict[str, Any]:
+        data, out, secret = Path(data), Path(out), Path(secret)
+        if _inside(secret, out) or _inside(secret, data):
+            raise ProvscanError("the secret file must not be written inside the dataset")
+        if out.exists():
+            raise ProvscanError(f"output {out} already exists (choose another --out)")
+        if secret.exists():
+            raise ProvscanError(f"secret file {secret} already exists (refusing to overwrite a key)")
+        ds = load_dataset(data)
+        cfg = TaggantConfig(**{k: v for k, v in params.items() if v is not None})
+        seed = int(rng.integers(0, 2**31 - 1))
+        result = protect(ds, cfg, seed)
+        save_dataset(result.data, out)
+        result.secret.protected_sha256 = compute_manifest(out).root_sha256
+        write_secret(result.secret, secret)
+        return {**result.summary, "out": str(out), "secret": str(secret),
+                "protected_sha256": result.secret.protected_sha256}
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except ValueError:
+        return False
+    return folder.is_dir() or not folder.exists() or path.resolve() == folder.resolve()
