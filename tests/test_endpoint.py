@@ -140,3 +140,10 @@ def test_unreachable_endpoint_is_one_line_error(run_cli):
     s.close()
     with pytest.raises(ProvscanError, match="cannot reach"):
         open_endpoint(f"http://127.0.0.1:{port}/v1")
+
+
+def test_verify_cli_accepts_an_endpoint_url(local_cnn, run_cli):
+    with serve_target(local_cnn, model_name="cnn") as url:
+        res = run_cli("verify", url + "#cnn", "--format", "json")
+    assert res.exit_code != 2, res.output
+    assert "cannot reach" not in res.output and "no installed opener" not in res.output
