@@ -1,0 +1,171 @@
+"""Policy files: strict parsing, evaluation, version ranges, shipped policies, CLI."""
+
+import sys
+import textwrap
+
+import pytest
+
+from provscan.errors import ProvscanError
+from provscan.evidence import Claim, Decision, Evidence
+from provscan.policy import Policy, evaluate, load_policy, parse_policy, version_in_range
+
+GOOD = textwrap.dedent('''
+    name = "gate"
+    description = "release gate"
+    inconclusive = "fail"
+    unlisted = "warn"
+
+    [detectors.file-safety]
+    required = true
+
+    [detectors."backdoor.x"]
+    claims = { anomaly = 0.01, other = 0.2 }
+    action = "warn"
+
+    [detectors.taggants]
+    claim = "ownership"
+    alpha = 0.001
+    required = false
+
+    [plugins]
+    provscan_backdoor = ">=0.1,<1"
+
+    [signers]
+    required = ["''' + "a" * 64 + '''"]
+''')
+
+
+def ev(det, claims, primary=None, error=None, plugin="provscan"):
+    return Evidence(det, "1", plugin, "classifier", claims, primary=primary, error=error)
+
+
+def claim(name, p, alpha=0.05, decision=None):
+    return Claim(name, "H0", "test", 1.0, p, alpha, 10, decision=decision)
+
+
+def test_parse_good_policy():
+    pol = parse_policy(GOOD, "gate.toml")
+    assert pol.name == "gate" and pol.unlisted == "warn" and pol.inconclusive == "fail"
+    assert pol.required_detectors() == ["file-safety", "backdoor.x"]
+    assert pol.detectors["backdoor.x"].claims == {"anomaly": 0.01, "other": 0.2}
+    assert pol.detectors["backdoor.x"].action == "warn"
+    assert pol.detectors["taggants"].claims == {"ownership": 0.001}
+    assert pol.plugins == {"provscan-backdoor": ">=0.1,<1"}
+    assert pol.signers == ["a" * 64]
+    assert len(pol.sha256) == 64 and pol.sha256 != Policy().sha256
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("nmae = 'x'", "unknown key 'nmae'"),
+    ("inconclusive = 'ignore'", "inconclusive must be one of"),
+    ("[detectors.x]\nrequird = true", "unknown key 'requird'"),
+    ("[detectors.x]\nalpha = 1.5", "alpha must be a number in (0, 1)"),
+    ("[detectors.x]\nalpha = true", "alpha must be a number"),
+    ("[detectors.x]\naction = 'explode'", "action must be one of"),
+    ("[detectors.x]\nclaim = 'a'\nclaims = {b = 0.1}", "either claim/alpha or claims"),
+    ("[plugins]\nfoo = 3", "version range must be a string"),
+    ("[plugins]\nfoo = '>>1'", "invalid version range"),
+    ("[signers]\nrequired = ['abc']", "signers.required"),
+    ("[signers]\nextra = 1", "signers must be a table"),
+    ("version = 2", "unsupported version"),
+    ("detectors = 3", "detectors must be a table"),
+    ("name = [", "not valid TOML"),
+    ("name = 5", "name must be a str"),
+])
+def test_malformed_policies_one_line(text, needle):
+    with pytest.raises(ProvscanError) as err:
+        parse_policy(text, "p.toml")
+    msg = str(err.value)
+    assert needle in msg and "\n" not in msg and msg.startswith("policy p.toml")
+
+
+def test_default_policy_matches_interim_behaviour():
+    pol = Policy()
+    assert evaluate(pol, [ev("a", [claim("c", 0.5)])]).status == "pass"
+    assert evaluate(pol, [ev("a", [claim("c", 0.01)])]).status == "fail"
+    assert evaluate(pol, [ev("a", [claim("c", None)])]).status == "inconclusive"
+    assert evaluate(pol, [ev("a", [], error="boom")]).exit_code == 3
+    v = evaluate(pol, [ev("a", [claim("c", 0.01)]), ev("b", [], error="boom")])
+    assert v.status == "fail" and any("boom" in r for r in v.reasons)
+
+
+def test_alpha_override_and_claim_selection():
+    pol = parse_policy('[detectors.d]\nclaim = "strong"\nalpha = 0.01\n')
+    evidence = [ev("d", [claim("strong", 0.03), claim("weak", 0.5)], primary="weak")]
+    v = evaluate(pol, evidence)
+    assert v.status == "pass" and v.judged == [
+        {"detector": "d", "claim": "strong", "alpha": 0.01, "decision": "no-evidence", "action": "fail"}]
+    pol = parse_policy('[detectors.d]\nclaims = {strong = 0.05, weak = 0.6}\n')
+    v = evaluate(pol, evidence)
+    assert v.status == "fail" and len(v.reasons) == 2
+    pol = parse_policy('[detectors.d]\nclaim = "missing"\n')
+    assert evaluate(pol, evidence).status == "inconclusive"
+    # a decision that was not made from the p-value (inconclusive) is not re-judged by alpha
+    pol = parse_policy('[detectors.d]\nclaim = "x"\nalpha = 0.5\n')
+    v = evaluate(pol, [ev("d", [claim("x", 0.1, decision=Decision.INCONCLUSIVE)])])
+    assert v.status == "inconclusive"
+
+
+def test_required_unlisted_warn_and_inconclusive_warn():
+    pol = parse_policy('unlisted = "warn"\n[detectors.must]\n')
+    v = evaluate(pol, [ev("other", [claim("c", 0.001)])])
+    assert v.status == "inconclusive" and "must: required" in v.reasons[0]
+    assert v.warnings and "other/c: finding" in v.warnings[0]
+    pol = parse_policy('inconclusive = "warn"\n[detectors.must]\n')
+    v = evaluate(pol, [ev("x", [], error="boom")])
+    assert v.status == "pass" and len(v.warnings) == 2
+
+
+def test_plugin_allow_list():
+    pol = parse_policy('[plugins]\nprovscan-backdoor = ">=0.2"\n')
+    e = [ev("d", [claim("c", 0.5)], plugin="provscan_backdoor")]
+    assert evaluate(pol, e, {"provscan_backdoor": "0.3"}).status == "pass"
+    assert evaluate(pol, e, {"provscan_backdoor": "0.1"}).status == "fail"
+    assert evaluate(pol, [ev("d", [claim("c", 0.5)], plugin="evil")], {"evil": "1"}).status == "fail"
+    assert evaluate(pol, [ev("file-safety", [claim("c", 0.5)])], {}).status == "pass"  # provscan itself
+
+
+def test_version_ranges():
+    assert version_in_range("0.5", ">=0.1,<1") and not version_in_range("1.0", ">=0.1,<1")
+    assert version_in_range("anything", "*") and version_in_range("1.0rc1", "")
+    assert not version_in_range("not-a-version", ">=0")
+    with pytest.raises(ValueError):
+        version_in_range("1", "=>1")
+
+
+def test_builtin_policies_from_a_plugin_package(tmp_path, monkeypatch, register_plugin, run_cli):
+    pkg = tmp_path / "provscan_fakepol"
+    (pkg / "policies").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "plugin.py").write_text("")
+    (pkg / "policies" / "strict.toml").write_text('name = "fake-strict"\ninconclusive = "fail"\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+
+    mod = importlib.import_module("provscan_fakepol.plugin")
+    register_plugin(mod, name="fakepol")
+    pol = load_policy("builtin:strict")
+    assert pol.name == "fake-strict" and pol.origin == "builtin:provscan_fakepol/strict"
+    assert load_policy("builtin:provscan_fakepol/strict").name == "fake-strict"
+    with pytest.raises(ProvscanError, match="no shipped policy"):
+        load_policy("builtin:lenient")
+    res = run_cli("policy", "list")
+    assert "builtin:provscan_fakepol/strict" in res.output
+    res = run_cli("policy", "check", "builtin:strict")
+    assert res.exit_code == 0 and "valid: policy 'fake-strict'" in res.output
+    sys.modules.pop("provscan_fakepol.plugin", None)
+    sys.modules.pop("provscan_fakepol", None)
+
+
+def test_cli_policy_check(tmp_path, run_cli, provscan_host):
+    good = tmp_path / "gate.toml"
+    good.write_text(GOOD)
+    res = run_cli("policy", "check", good)
+    assert res.exit_code == 0 and "valid: policy 'gate'" in res.output
+    assert "'backdoor.x' is not installed" in res.output
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[detectors.x]\nwhatever = 1\n")
+    res = run_cli("policy", "check", bad)
+    assert res.exit_code == 2 and res.output.count("\n") == 1 and "unknown key 'whatever'" in res.output
+    res = run_cli("policy", "check", tmp_path / "missing.toml")
+    assert res.exit_code == 2 and "no such policy file" in res.output
