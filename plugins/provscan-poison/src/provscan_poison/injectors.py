@@ -184,11 +184,13 @@ def _unique_names(ds: ImageDataset, y: np.ndarray, chosen: np.ndarray) -> list[s
 
 
 def _digest(path: Path) -> str:
+    """sha256 of a file's bytes, or of a tree's relative names and contents."""
+    if path.is_file():
+        return hashlib.sha256(path.read_bytes()).hexdigest()
     h = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    for f in files:
-        h.update(str(f.relative_to(path) if f != path else f.name).encode())
-        h.update(f.read_bytes())
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(path)).encode() + b"\0")
+        h.update(hashlib.sha256(f.read_bytes()).digest())
     return h.hexdigest()
 
 
