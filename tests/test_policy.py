@@ -169,3 +169,17 @@ def test_cli_policy_check(tmp_path, run_cli, provscan_host):
     assert res.exit_code == 2 and res.output.count("\n") == 1 and "unknown key 'whatever'" in res.output
     res = run_cli("policy", "check", tmp_path / "missing.toml")
     assert res.exit_code == 2 and "no such policy file" in res.output
+
+
+def test_docs_policy_example_parses_and_workflow_is_yaml():
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    text = (docs / "policy.md").read_text()
+    example = text.split("```toml\n", 1)[1].split("```", 1)[0]
+    pol = parse_policy(example, "docs/policy.md")
+    assert pol.name == "release-gate" and pol.signers and pol.plugins
+    yaml = pytest.importorskip("yaml")
+    job = yaml.safe_load((docs / "examples" / "release-gate.yml").read_text())
+    steps = " ".join(str(s.get("run", "")) for s in job["jobs"]["gate"]["steps"])
+    assert "provscan verify" in steps and "--policy gate.toml" in steps
