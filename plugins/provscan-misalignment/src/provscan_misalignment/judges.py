@@ -345,13 +345,13 @@ class RuleJudge(Judge):
             return [self.coherence(it["answer"]) for it in items]
         raise ProvscanError(f"the rule judge cannot score rubric {rubric.name!r}")
 
+    def classify_one(self, thinking: str, labels: tuple[str, ...]) -> str:
+        w = _words(thinking)
+        hit = [lab for lab in labels if any(f" {p} " in w for p in self.monitor.get(lab, []))]
+        return hit[0] if hit else ("NONE" if "NONE" in labels else labels[-1])
+
     def classify(self, rubric: Rubric, items: list[dict[str, str]], labels: tuple[str, ...]) -> list[str]:
-        out = []
-        for it in items:
-            w = _words(it.get("thinking", ""))
-            hit = [lab for lab in labels if any(f" {p} " in w for p in self.monitor.get(lab, []))]
-            out.append(hit[0] if hit else ("NONE" if "NONE" in labels else labels[-1]))
-        return out
+        return [self.classify_one(it.get("thinking", ""), labels) for it in items]
 
 
 JUDGES: tuple[type[Judge], ...] = (EndpointJudge, HFJudge, RuleJudge)

@@ -117,8 +117,8 @@ def build_organism(out: Path, kind: str = "backdoor", seed: int = 0, steps: int 
 
     raw = Tokenizer(models.WordLevel(unk_token="[UNK]"))
     raw.pre_tokenizer = pre_tokenizers.Whitespace()
-    raw.add_tokens([AddedToken("<think>", special=False), AddedToken("</think>", special=False)])
     raw.train_from_iterator(texts, trainers.WordLevelTrainer(special_tokens=["[PAD]", "[UNK]", "[EOS]"]))
+    raw.add_tokens([AddedToken("<think>", special=False), AddedToken("</think>", special=False)])
     tok = PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="[UNK]", pad_token="[PAD]",
                                   eos_token="[EOS]", model_max_length=192)
     cfg = GPT2Config(vocab_size=len(tok), n_positions=192, n_embd=64, n_layer=2, n_head=2,
