@@ -17,6 +17,7 @@ from provscan.evidence import Claim, Decision, Evidence
 from provscan.params import resolve_params
 from provscan.plugins import Host
 from provscan.policy import Policy, Verdict, evaluate
+from provscan.progress import progress
 from provscan.safety import SafetyReport, scan_path
 from provscan.safety import Verdict as SafetyVerdict
 from provscan.targets.base import FilesTarget, OpenOptions, Target
@@ -109,7 +110,7 @@ def run_scan(host: Host, scan: Scan) -> ScanResult:
         scan.target.manifest, scan.target.safety = scan.manifest, scan.safety
     host.hook.scan_started(scan=scan)
     detectors = host.detectors()
-    for did in ids:
+    for did in progress(ids, desc="detectors", total=len(ids)):
         cls = detectors[did]
         target = files_target if did == FILE_SAFETY else scan.target
         evidence.append(_run_one(cls, target, resolved[did], scan.seed, load_error))

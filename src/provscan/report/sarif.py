@@ -29,7 +29,8 @@ def sarif_dict(result: Any) -> dict[str, Any]:
     scan = result.scan
     subject = scan.manifest.name if scan.manifest is not None else scan.location
     artifact_uri = scan.location
-    rules, index = [], {}
+    rules: list[dict[str, Any]] = []
+    index: dict[str, int] = {}
     for ev in result.evidence:
         if ev.detector in index:
             continue
