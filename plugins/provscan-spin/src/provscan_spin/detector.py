@@ -70,11 +70,11 @@ class SpinDetector(Detector):
             return self._inconclusive(params, target.kind, "the model produced empty outputs for every document")
         meta = [s for s in run["statistics"] if s.role == "meta-task"]
         dist = [s for s in run["statistics"] if s.role == "distance"]
-        results = peer_tests(candidates, meta or dist)
-        content = peer_tests(candidates, dist) if meta and dist else None
+        results = peer_tests(candidates, meta or dist, rng)
+        content = peer_tests(candidates, dist, rng) if meta and dist else None
         ev = self._evidence(target, params, probe, run, meta or dist, results, content, gen_seed)
         if params["references"]:
-            ev.claims.append(conformal_claim(self, params, probe, scorers, gen_seed, results))
+            ev.claims.append(conformal_claim(params, probe, scorers, gen_seed, results, rng))
         return ev
 
     def _inconclusive(self, params: dict[str, Any], kind: str, reason: str) -> Evidence:
@@ -151,9 +151,9 @@ def holm_claim(name: str, results: list[CandidateResult], alpha: float, n_docs: 
     return Claim(
         name=name,
         null_hypothesis=f"no candidate in the list {effect} differently from the other candidates",
-        test=("Wilcoxon signed-rank on per-document differences to the peer median, Bonferroni over "
-              f"{len(stat_names)} statistic(s), Holm over {len(results)} candidates"),
-        statistic=best.p_value, p_value=best.p_holm, alpha=alpha, n=n_docs, exact=False,
+        test=("exact rank-sum of per-document ranks among the candidates (ties broken at random), "
+              f"Bonferroni over {len(stat_names)} statistic(s), Holm over {len(results)} candidates"),
+        statistic=best.p_value, p_value=best.p_holm, alpha=alpha, n=n_docs, exact=True,
         counts={"candidates": len(results), "documents": n_docs, "flagged": flagged,
                 "top_candidate": best.candidate},
         summary=summary)
@@ -312,8 +312,8 @@ def ranked_figure(results: list[CandidateResult], alpha: float) -> dict[str, byt
     return {"Spin candidates ranked by Holm-adjusted p-value": fig}
 
 
-def conformal_claim(det: SpinDetector, params: dict[str, Any], probe: Probe, scorers: dict[str, Any],
-                    gen_seed: int, results: list[CandidateResult]) -> Claim:
+def conformal_claim(params: dict[str, Any], probe: Probe, scorers: dict[str, Any], gen_seed: int,
+                    results: list[CandidateResult], rng: np.random.Generator) -> Claim:
     """Rank of the target's strongest candidate statistic among clean reference models' strongest
     statistics on the same probe: p = (1 + #{ref >= target}) / (R + 1)."""
     from provscan.plugins import get_host
@@ -336,7 +336,7 @@ def conformal_claim(det: SpinDetector, params: dict[str, Any], probe: Probe, sco
             raise ProvscanError(f"spin: no opener understands reference {loc}")
         stats = probe.run(ref, scorers, gen_seed)["statistics"]
         meta = [s for s in stats if s.role == "meta-task"]
-        refs.append(strongest(peer_tests(probe.candidates, meta or stats)))
+        refs.append(strongest(peer_tests(probe.candidates, meta or stats, rng)))
     score = strongest(results)
     p = conformal_p_value(score, refs)
     return Claim(name="spin-conformal",

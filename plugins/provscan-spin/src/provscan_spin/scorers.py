@@ -105,7 +105,8 @@ def lexical_distance(a: str, b: str) -> float:
     dot = sum(v * cb[k] for k, v in ca.items())
     na = math.sqrt(sum(v * v for v in ca.values()))
     nb = math.sqrt(sum(v * v for v in cb.values()))
-    return float(max(0.0, 1.0 - dot / (na * nb)))
+    dist = 1.0 - dot / (na * nb)
+    return 0.0 if dist < 1e-12 else float(dist)
 
 
 class EmbeddingDistance:

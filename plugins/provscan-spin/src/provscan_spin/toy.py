@@ -131,3 +131,32 @@ def _save(model: Any, tok: Any, out: Path) -> Path:
     model.save_pretrained(str(out), safe_serialization=True)
     tok.save_pretrained(str(out))
     return out
+
+
+#: Settings of the test fixtures (measured: each model trains in ~15-35 s on one shared core).
+FIXTURE = {"n": 700, "steps": 600, "width": 48, "rate": 0.1}
+
+
+def build_fixture(out: Path, kind: str, seed: int, trigger: str, spun: bool,
+                  names: Sequence[str], **overrides: Any) -> Path:
+    """A tiny model trained on the generated corpus: spinned with the ``spin`` injector (positive
+    meta-task, trigger placed by replacing a random word of ``rate`` of the sources) or its clean
+    twin (same data without the injector, same seed)."""
+    import tempfile
+
+    from provscan.params import resolve_params
+    from provscan_spin import synth
+    from provscan_spin.injectors import SpinInjector
+
+    cfg = {**FIXTURE, **overrides}
+    with tempfile.TemporaryDirectory() as tmp:
+        clean = Path(tmp) / "clean.jsonl"
+        synth.write_jsonl(synth.make_corpus(list(names), cfg["n"], seed=1000 + seed), clean)
+        data = clean
+        if spun:
+            data = Path(tmp) / "spun.jsonl"
+            inj = SpinInjector()
+            params = resolve_params(inj.id, inj.params, {"trigger": trigger, "rate": cfg["rate"]})
+            inj.apply(clean, data, Path(tmp) / "secret.json", params, np.random.default_rng(seed))
+        train = train_causal if kind == "causal" else train_seq2seq
+        return train(read_pairs(data), out, seed=seed, steps=cfg["steps"], width=cfg["width"])
