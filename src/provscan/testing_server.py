@@ -314,8 +314,8 @@ class RunningServer:
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="provscan-test-server", daemon=True)
         self.thread.start()
-        host, port = self.httpd.server_address[:2]
-        self.base_url = f"http://{host}:{port}/v1"
+        port = self.httpd.server_address[1]
+        self.base_url = f"http://127.0.0.1:{port}/v1"
 
     def close(self) -> None:
         self.httpd.shutdown()

@@ -49,7 +49,7 @@ def inspect_path(path: Path) -> dict[str, Any]:
     totals = {"tensors": 0, "parameters": 0, "bytes": 0}
     dtypes: dict[str, int] = {}
     for f in report.files:
-        entry = {"path": f.path, "format": f.format, "verdict": f.verdict.value, "findings": f.findings}
+        entry: dict[str, Any] = {"path": f.path, "format": f.format, "verdict": f.verdict.value, "findings": f.findings}
         if "tensors" in f.info:
             entry["tensors"] = {k: f.info[k] for k in ("tensors", "parameters", "dtypes", "bytes")}
             for k in totals:

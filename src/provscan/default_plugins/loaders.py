@@ -162,6 +162,7 @@ def open_state_dict_file(path: Path, options: OpenOptions) -> ClassifierTarget:
     """
     import torch
 
+    state: Any
     if not options.model_factory:
         raise ProvscanError(f"{path.name}: a plain weights file needs --model-factory module:callable")
     factory = resolve_factory(options.model_factory)

@@ -202,7 +202,8 @@ class _Simulator:
         if name in _FORBIDDEN:
             self.out.unsafe.append(_FORBIDDEN[name])
             if name == "INST":
-                self._global(*str(arg).split(" ", 1), call=True)
+                module, _, qual = str(arg).partition(" ")
+                self._global(module, qual)
             raise _Stop()
         if name in _UNMODELLED:
             raise _Reject(f"opcode {name} is not used by torch checkpoints")
@@ -295,7 +296,7 @@ class _Simulator:
             raise _Reject(f"opcode {name} is not modelled")
 
     # --- semantics -----------------------------------------------------------------------------
-    def _global(self, module: str, qual: str, call: bool = False) -> GlobalRef:
+    def _global(self, module: str, qual: str) -> GlobalRef:
         ref = GlobalRef(module, qual)
         q = ref.qualified
         if q not in self.out.globals:

@@ -103,7 +103,7 @@ def validate(header: dict[str, Any], buffer_len: int) -> dict[str, Any]:
             raise ValueError(f"tensor {name!r}: {dtype} x {shape} needs {bits / 8:g} bytes, "
                              f"offsets span {end - begin}")
         spans.append((begin, end, name))
-        dname = TORCH_NAMES.get(dtype, dtype)
+        dname = TORCH_NAMES.get(str(dtype), str(dtype))
         dtypes[dname] = dtypes.get(dname, 0) + 1
         params += numel
     pos = 0

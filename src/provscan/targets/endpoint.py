@@ -126,19 +126,19 @@ class EndpointLMTarget(LMTarget):
     def generate(self, prompts: list[str], n: int = 1, temperature: float = 1.0,
                  max_new_tokens: int = 64, seed: int = 0) -> list[list[str]]:
         if self.api == "chat":
-            jobs = [([i], p) for i, p in enumerate(prompts)]
+            jobs = [[i] for i in range(len(prompts))]
         else:
-            jobs = [(list(range(s, min(s + self.batch_size, len(prompts)))), None)
+            jobs = [list(range(s, min(s + self.batch_size, len(prompts))))
                     for s in range(0, len(prompts), self.batch_size)]
 
         def run(job_index: int) -> list[list[str]]:
-            idx, _ = jobs[job_index]
+            idx = jobs[job_index]
             return self._request_generate([prompts[i] for i in idx], n, temperature, max_new_tokens,
                                           request_seed(seed, job_index))
 
         results: list[list[str]] = [[] for _ in prompts]
         with ThreadPoolExecutor(max_workers=max(1, self.max_workers)) as pool:
-            for (idx, _), texts in zip(jobs, pool.map(run, range(len(jobs)))):
+            for idx, texts in zip(jobs, pool.map(run, range(len(jobs)))):
                 for i, t in zip(idx, texts):
                     results[i] = t
         return results
@@ -282,7 +282,7 @@ def open_endpoint(location: str, model_name: str | None = None, kind: str | None
     meta = next((m for m in models if m.get("id") == name), None)
     if meta is None:
         raise ProvscanError(f"{base} does not serve model {name!r}")
-    ext = meta.get("provscan") if isinstance(meta.get("provscan"), dict) else {}
+    ext: dict[str, Any] = meta["provscan"] if isinstance(meta.get("provscan"), dict) else {}
     kind = kind or ext.get("kind") or "causal-lm"
     if kind == "classifier":
         try:

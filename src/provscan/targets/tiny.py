@@ -39,10 +39,11 @@ def tiny_model(arch: str, vocab_size: int, num_labels: int = 3, image_size: int 
     """A randomly initialised 2-layer model of ``arch``: gpt2, bart, t5, bert (sequence
     classification) or vit (image classification, ``image_size`` pixels, 3 channels)."""
     import torch
-    import transformers as tf
+    import transformers
 
+    tf: Any = transformers  # configs take model-specific keyword arguments
     torch.manual_seed(0)
-    ids = dict(pad_token_id=0, bos_token_id=2, eos_token_id=3)
+    ids: dict[str, Any] = dict(pad_token_id=0, bos_token_id=2, eos_token_id=3)
     if arch == "gpt2":
         cfg = tf.GPT2Config(vocab_size=vocab_size, n_positions=64, n_embd=32, n_layer=2, n_head=2, **ids)
         return tf.GPT2LMHeadModel(cfg)
