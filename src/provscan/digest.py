@@ -23,8 +23,8 @@ How it is computed:
   would change the root digest definition, so we do not. What a large file gets instead is
   chunk-level pipelining: a reader thread fills the next buffers while the hashing thread
   consumes the current one, so disk or page-cache reads overlap hashing.
-- Consistency: the size bound is the number of bytes actually hashed; a file whose size changes
-  while it is being hashed is an error.
+- Consistency: reads stop at the size the file had when it was opened; a file that is shorter or
+  longer than that by the end (it changed while being hashed) is an error, never a digest.
 - A progress bar (bytes) is shown on inputs of ``PROGRESS_MIN_BYTES`` or more, unless quiet.
 """
 
@@ -124,15 +124,15 @@ def list_files(path: Path) -> list[tuple[str, Path]]:
     return sorted(out)
 
 
-def _chunks(f: BinaryIO, chunk: int) -> Iterator[memoryview]:
-    """Sequential reads into one reused buffer."""
-    buf = bytearray(chunk)
-    view = memoryview(buf)
-    while n := f.readinto(buf):  # type: ignore[attr-defined]
+def _chunks(f: BinaryIO, chunk: int, limit: int) -> Iterator[memoryview]:
+    """Sequential reads of at most ``limit`` bytes into one reused buffer."""
+    view = memoryview(bytearray(chunk))
+    while limit > 0 and (n := f.readinto(view[:min(chunk, limit)])):  # type: ignore[attr-defined]
+        limit -= n
         yield view[:n]
 
 
-def _pipelined_chunks(f: BinaryIO, chunk: int, buffers: int = READ_AHEAD_BUFFERS
+def _pipelined_chunks(f: BinaryIO, chunk: int, limit: int, buffers: int = READ_AHEAD_BUFFERS
                       ) -> Iterator[memoryview]:
     """Reads on a helper thread into a ring of buffers, overlapping I/O with hashing.
 
@@ -145,9 +145,11 @@ def _pipelined_chunks(f: BinaryIO, chunk: int, buffers: int = READ_AHEAD_BUFFERS
         free.put(bytearray(chunk))
 
     def reader() -> None:
+        remaining = limit
         try:
             while (buf := free.get()) is not None:
-                n = f.readinto(buf)  # type: ignore[attr-defined]
+                n = f.readinto(memoryview(buf)[:min(chunk, remaining)]) if remaining else 0  # type: ignore[attr-defined]
+                remaining -= n
                 full.put((buf, n))
                 if not n:
                     return
@@ -184,16 +186,17 @@ def digest_file(rel: str, full: Path, on_bytes: Callable[[int], None] | None = N
             if hasattr(os, "posix_fadvise"):
                 os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
             use_pipeline = st.st_size >= PIPELINE_MIN_BYTES if pipeline is None else pipeline
-            reads = _pipelined_chunks(f, chunk) if use_pipeline else _chunks(f, chunk)
-            for view in reads:
+            reader = _pipelined_chunks if use_pipeline else _chunks
+            for view in reader(f, chunk, st.st_size):
                 h.update(view)
                 count += len(view)
                 if on_bytes is not None:
                     on_bytes(len(view))
+            grew = bool(f.read(1))
             end_size = os.fstat(f.fileno()).st_size
     except OSError as exc:
         raise ProvscanError(f"{rel}: cannot read ({exc.strerror or exc})") from None
-    if count != st.st_size or end_size != count:
+    if grew or count != st.st_size or end_size != count:
         raise ProvscanError(f"{rel}: file changed while it was being hashed "
                             f"({st.st_size} bytes at start, {count} read, {end_size} at end)")
     return FileDigest(rel, count, h.hexdigest())
