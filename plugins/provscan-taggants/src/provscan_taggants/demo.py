@@ -21,11 +21,13 @@ from provscan.digest import compute_manifest
 from provscan.errors import ProvscanError
 from provscan.models import save_classifier
 from provscan.training import accuracy, train_classifier
-from provscan_taggants.protect import MODES, TaggantConfig, protect
+from provscan_taggants.protect import MODES, TaggantConfig, protect, tiny_model_threads
 from provscan_taggants.secret import write_secret
 
-VICTIM = "wide-cnn"  # a different family from the small-cnn surrogate
-VICTIM_CONFIG = {"in_channels": 1, "num_classes": 10, "image_size": 8, "width": 16}
+# The suspect: twice the surrogate's width and hidden size, another seed (the surrogate is the
+# default small-cnn, width 16, hidden 64).
+VICTIM = "small-cnn"
+VICTIM_CONFIG = {"in_channels": 1, "num_classes": 10, "image_size": 8, "width": 32, "hidden": 128}
 EPOCHS = 30
 
 
@@ -49,8 +51,12 @@ class DemoResult:
 def run_demo(out: Path, seed: int = 0, mode: str = "clean-label", force: bool = False,
              say: Any = None, config: TaggantConfig | None = None) -> DemoResult:
     """Run the demo into ``out``; ``say(line)`` reports each step (silent when None)."""
-    say = say or (lambda _line: None)
-    out = Path(out)
+    with tiny_model_threads(64):
+        return _run_demo(Path(out), seed, mode, force, say or (lambda _line: None), config)
+
+
+def _run_demo(out: Path, seed: int, mode: str, force: bool, say: Any,
+              config: TaggantConfig | None) -> DemoResult:
     if out.exists() and any(out.iterdir()) and not force:
         raise ProvscanError(f"{out} already exists and is not empty (choose another --out or --force)")
     if mode not in MODES:

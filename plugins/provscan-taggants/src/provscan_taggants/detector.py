@@ -44,7 +44,7 @@ class TaggantsDetector(Detector):
     params = (
         Param("secret", secret_file, None, "path to the taggants secret JSON (required)"),
         Param("k", int, 1, "top-k for the binomial test"),
-        Param("augment", int, 0, "shifted copies of each key to average over (0-8)"),
+        Param("augment", int, 4, "shifted copies of each key to average over (0-8)"),
         Param("primary", str, "auto", "claim the policy judges: auto (rank when scores are "
               "available), rank or topk", ("auto", "rank", "topk")),
         Param("alpha", float, 0.001, "significance level of the claims"),
