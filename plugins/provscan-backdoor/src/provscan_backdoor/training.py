@@ -42,7 +42,7 @@ def score_references(references: Path, detector_id: str, given: dict[str, Any], 
     from provscan.detectors import detector_rng
     from provscan.params import resolve_params
     from provscan.plugins import get_host
-    from provscan_backdoor.detectors import _BackdoorDetector, parse_classes
+    from provscan_backdoor.detectors import DETECTORS, parse_classes
     from provscan_backdoor.references import (
         open_reference,
         reference_dirs,
@@ -52,9 +52,10 @@ def score_references(references: Path, detector_id: str, given: dict[str, Any], 
 
     if Path(out).exists():
         raise ProvscanError(f"output {out} already exists (choose another --out)")
-    cls = get_host().detectors().get(detector_id)
-    if cls is None or not issubclass(cls, _BackdoorDetector):
-        raise ProvscanError(f"{detector_id!r} is not a provscan-backdoor detector")
+    known = {c.id: c for c in DETECTORS}
+    cls = known.get(detector_id)
+    if cls is None:
+        raise ProvscanError(f"{detector_id!r} is not a provscan-backdoor detector (known: {', '.join(known)})")
     params = resolve_params(detector_id, cls.params, given)
     dirs = reference_dirs(Path(references))
     from provscan.targets.base import OpenOptions

@@ -1,0 +1,110 @@
+"""Fast detector tests on one BadNets model and its clean twin (4 reference models)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from provscan_backdoor.commands import backdoor
+from provscan_backdoor.detectors import MaxMargin, TriggerInversion
+
+from provscan.detectors import detector_rng
+from provscan.errors import ProvscanError
+from provscan.evidence import Decision
+from provscan.params import resolve_params
+
+from .conftest import TARGET_CLASS
+
+FAST_MM = {"steps": "100", "restarts": "10"}
+FAST_NC = {"steps": "150", "n_clean": "32"}
+
+
+def run(cls, target, **given):
+    return cls().run(target, resolve_params(cls.id, cls.params, given), detector_rng(0, cls.id))
+
+
+def test_max_margin_flags_badnets_and_not_its_clean_twin(open_model, poisoned_model: Path,
+                                                         clean_model: Path, references4: Path) -> None:
+    bad = run(MaxMargin, open_model(poisoned_model), references=str(references4), alpha="0.2", **FAST_MM)
+    clean = run(MaxMargin, open_model(clean_model), references=str(references4), alpha="0.2", **FAST_MM)
+    cb, cc = bad.claim("calibrated"), clean.claim("calibrated")
+    assert cb.decision == Decision.FINDING and cb.counts["target_class"] == TARGET_CLASS
+    assert cb.p_value == pytest.approx(1 / 5) and cb.exact
+    assert cc.decision == Decision.NO_EVIDENCE and cc.p_value >= 0.4
+    assert cb.statistic > 2 * cc.statistic  # margins: clean ~0.25, poisoned ~1
+    gamma = bad.claim("gamma-null")
+    assert not gamma.exact and "approximate" in gamma.test and gamma.p_value < 0.01
+    assert bad.claim("mad-anomaly").p_value is None and "heuristic" in bad.claim("mad-anomaly").test
+    assert any(f.startswith(b"<svg") for f in bad.figures.values())
+
+
+def test_trigger_inversion_flags_badnets_and_not_its_clean_twin(
+        open_model, poisoned_model: Path, clean_model: Path, digits_dir: Path, references4: Path) -> None:
+    given = dict(FAST_NC, clean_data=str(digits_dir / "test.npz"), references=str(references4), alpha="0.2")
+    bad = run(TriggerInversion, open_model(poisoned_model), **given)
+    clean = run(TriggerInversion, open_model(clean_model), **given)
+    cb, cc = bad.claim("calibrated"), clean.claim("calibrated")
+    assert cb.decision == Decision.FINDING and cb.counts["target_class"] == TARGET_CLASS
+    assert cc.decision == Decision.NO_EVIDENCE
+    assert cb.statistic > 2 * cc.statistic
+    assert bad.claim("mad-anomaly").decision == Decision.FINDING  # heuristic, reported as such
+    norms = bad.details["per_class"]
+    assert norms[str(TARGET_CLASS)] < 0.6 * np.median(list(norms.values()))
+    assert len(bad.figures) == 2 and all(f.startswith(b"<svg") for f in bad.figures.values())
+
+
+def test_no_references_is_inconclusive_never_clean(open_model, clean_model: Path) -> None:
+    ev = run(MaxMargin, open_model(clean_model), steps="10", restarts="2")
+    assert ev.decision == Decision.INCONCLUSIVE
+    assert ev.claim("calibrated").p_value is None and "no reference" in ev.claim().summary
+
+
+def test_trigger_inversion_without_clean_data_is_inconclusive(open_model, clean_model: Path) -> None:
+    ev = run(TriggerInversion, open_model(clean_model))
+    assert ev.decision == Decision.INCONCLUSIVE and "clean_data" in ev.claim().summary
+
+
+def test_too_few_references_is_inconclusive(open_model, clean_model: Path, references4: Path) -> None:
+    ev = run(MaxMargin, open_model(clean_model), references=str(references4), steps="20", restarts="4")
+    c = ev.claim("calibrated")
+    assert c.decision == Decision.INCONCLUSIVE and "need at least 19" in c.summary
+
+
+def test_scores_file_matches_directory_and_checks_parameters(open_model, clean_model: Path,
+                                                             references4: Path, tmp_path: Path) -> None:
+    out = tmp_path / "refs.json"
+    res = CliRunner().invoke(backdoor, ["score-references", str(references4), "-d", "backdoor.max-margin",
+                                        "-p", "steps=30", "-p", "restarts=4", "--out", str(out),
+                                        "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(out.read_text())
+    assert len(doc["scores"]) == 4 and doc["statistic"]["params"]["steps"] == 30
+    target = open_model(clean_model)
+    from_file = run(MaxMargin, target, references=str(out), steps="30", restarts="4", alpha="0.2")
+    from_dir = run(MaxMargin, target, references=str(references4), steps="30", restarts="4", alpha="0.2")
+    assert from_file.claim().p_value == from_dir.claim().p_value
+    with pytest.raises(ProvscanError, match="rescore them with the same parameters"):
+        run(MaxMargin, target, references=str(out), steps="31", restarts="4")
+
+
+def test_bad_inputs_raise_one_line_errors(open_model, clean_model: Path, tmp_path: Path) -> None:
+    target = open_model(clean_model)
+    with pytest.raises(ProvscanError, match="not a class of this model"):
+        run(MaxMargin, target, classes="0,1,12")
+    with pytest.raises(ProvscanError, match="at least 3 classes"):
+        run(MaxMargin, target, classes="0,1")
+    from provscan.datasets import ImageDataset, save_dataset
+
+    save_dataset(ImageDataset(np.zeros((4, 1, 6, 6), np.float32), np.arange(4)), tmp_path / "small.npz")
+    with pytest.raises(ProvscanError, match=r"images \(1, 6, 6\), the model takes \(1, 8, 8\)"):
+        run(TriggerInversion, target, clean_data=str(tmp_path / "small.npz"))
+
+
+def test_shipped_policy_without_references_exits_3(run_cli, clean_model: Path) -> None:
+    res = run_cli("verify", clean_model, "--policy", "builtin:backdoor", "--device", "cpu",
+                  "-p", "backdoor.max-margin.steps=10", "-p", "backdoor.max-margin.restarts=2")
+    assert res.exit_code == 3, res.output
+    assert "no reference clean models" in res.output
