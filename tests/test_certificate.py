@@ -222,3 +222,29 @@ def test_endpoint_subject_has_no_file_digest():
     again = certificate.subject_for("http://127.0.0.1:9/v1", None, "tiny")
     assert again == subject
     assert certificate.subject_for("http://127.0.0.1:9/v1", None, "other") != subject
+
+
+def test_endpoint_certificate_round_trip(tmp_path):
+    """A URL target: subject = URL#model with an identity digest, and no file digest to compare."""
+    from provscan.plugins import new_host
+    from provscan.targets import ClassifierTarget
+    from provscan.testing_server import serve_target
+
+    torch.manual_seed(0)
+    local = ClassifierTarget(small_cnn(), 10, (1, 8, 8), location="mem", format="test", batch_size=16)
+    key = Ed25519PrivateKey.generate()
+    pem = tmp_path / "k.key"
+    from cryptography.hazmat.primitives import serialization
+
+    pem.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption()))
+    with serve_target(local, model_name="cnn") as url:
+        result = api.verify(url + "#cnn", sign=pem, out=tmp_path / "out", formats=("json",),
+                            host=new_host(load_entry_points=False))
+    st = verify_envelope(result.certificate, [key.public_key()]).statement
+    assert st["subject"][0]["name"] == url + "#cnn" and st["subject"][0]["uri"] == url + "#cnn"
+    assert st["predicate"]["target"]["fileDigest"] is False and st["predicate"]["target"]["note"]
+    assert st["predicate"]["target"]["kind"] == "classifier"
+    with pytest.raises(CertificateError) as err:
+        certificate.check_checkpoint(st, tmp_path / "out")
+    assert err.value.check == "digest"
