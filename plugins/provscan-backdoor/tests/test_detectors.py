@@ -108,3 +108,18 @@ def test_shipped_policy_without_references_exits_3(run_cli, clean_model: Path) -
                   "-p", "backdoor.max-margin.steps=10", "-p", "backdoor.max-margin.restarts=2")
     assert res.exit_code == 3, res.output
     assert "no reference clean models" in res.output
+
+
+@pytest.mark.gpu
+def test_max_margin_on_cuda_bf16_names_the_target(poisoned_model: Path, provscan_host) -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    from provscan.targets import OpenOptions
+
+    target = provscan_host.hook.open_target(location=str(poisoned_model),
+                                            options=OpenOptions(device="cuda", dtype="bfloat16"))
+    ev = run(MaxMargin, target, **FAST_MM)
+    assert str(target.device).startswith("cuda")
+    assert ev.details["target_class"] == TARGET_CLASS
