@@ -131,9 +131,9 @@ def main() -> int:
         "Notes: SHA-256 of one file is sequential, so the big file bounds the parallel run from",
         "below (it is hashed first, on its own thread, while the other threads take the smaller",
         "files). hashlib uses OpenSSL (SHA-NI where the CPU has it) and releases the GIL while",
-        "hashing, so threads scale with free cores. The CLI row includes process start-up (Python,
-torch and every installed plugin are imported before any byte is hashed), which dominates on a
-loaded 2-core machine; the library rows are the hashing itself.",
+        "hashing, so threads scale with free cores. The CLI row includes process start-up (Python,",
+        "torch and every installed plugin are imported before any byte is hashed), which dominates",
+        "on a loaded 2-core machine; the library rows are the hashing itself.",
         "",
     ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
