@@ -64,3 +64,22 @@ def test_clean_twin_has_no_finding(spin_model, run_cli, tmp_path, kind, seed):
     code, claim, _ = _verify(run_cli, tmp_path, spin_model(kind, seed, False), kind, seed)
     assert claim["decision"] == "no-evidence" and code == 0
     assert claim["counts"]["flagged"] == []
+
+
+def test_same_probe_through_the_openai_compatible_endpoint(spin_model, run_cli, tmp_path):
+    """The seed-0 spinned GPT-2 served by the local OpenAI-compatible test server (127.0.0.1):
+    the black-box probe finds the same trigger with the same p-value as the white-box one."""
+    from pathlib import Path
+
+    from provscan.default_plugins.loaders import open_hf_dir
+    from provscan.targets import OpenOptions
+    from provscan.testing_server import serve_target
+
+    model_dir = spin_model("causal", 0, True)
+    _, local_claim, _ = _verify(run_cli, tmp_path, model_dir, "causal", 0)
+    local = open_hf_dir(Path(model_dir), OpenOptions(device="cpu"))
+    with serve_target(local, model_name="spun") as url:
+        code, claim, ev = _verify(run_cli, tmp_path, url, "causal", 0)
+    assert ev["target_kind"] == "causal-lm"
+    assert claim["counts"]["flagged"] == [TRIGGERS[0]] and code == 1
+    assert claim["p_value"] == pytest.approx(local_claim["p_value"], rel=1e-6)
