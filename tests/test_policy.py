@@ -183,3 +183,9 @@ def test_docs_policy_example_parses_and_workflow_is_yaml():
     job = yaml.safe_load((docs / "examples" / "release-gate.yml").read_text())
     steps = " ".join(str(s.get("run", "")) for s in job["jobs"]["gate"]["steps"])
     assert "provscan verify" in steps and "--policy gate.toml" in steps
+
+
+def test_provscan_ships_fail_closed_policy(provscan_host):
+    pol = load_policy("builtin:fail-closed", provscan_host)
+    assert pol.origin == "builtin:provscan/fail-closed"
+    assert pol.required_detectors() == ["file-safety"] and pol.inconclusive == "fail"
