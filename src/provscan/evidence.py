@@ -75,7 +75,8 @@ class Evidence:
 
     ``claims`` lists every test the detector ran; ``primary`` names the claim a policy judges by
     default. ``details`` holds JSON-serialisable extras for reports (per-class statistics, example
-    outputs); ``figures`` maps a caption to a PNG (bytes) for the HTML report.
+    outputs); ``figures`` maps a caption to an image (SVG from :mod:`provscan.report.svg`, or PNG bytes) for
+    the HTML report.
     """
 
     detector: str
