@@ -242,7 +242,7 @@ class Host:
                     raise PluginError(f"duplicate {base.__name__.lower()} id {cid!r}: registered "
                                       f"by plugin {owners[cid]} and by plugin {plugin_name}")
                 if not cls.__dict__.get("plugin"):
-                    cls.plugin = dist
+                    cls.plugin = dist  # type: ignore[attr-defined]
                 found[cid] = cls
                 owners[cid] = plugin_name
         return found
