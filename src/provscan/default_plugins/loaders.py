@@ -236,6 +236,11 @@ def hf_weight_files(path: Path) -> tuple[list[Path], bool]:
 def open_hf_dir(path: Path, options: OpenOptions) -> Target:
     import transformers
 
+    from provscan.progress import is_quiet
+
+    if is_quiet():
+        transformers.utils.logging.disable_progress_bar()
+
     try:
         config = json.loads((path / "config.json").read_text())
     except ValueError as exc:
