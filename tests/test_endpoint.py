@@ -145,5 +145,7 @@ def test_unreachable_endpoint_is_one_line_error(run_cli):
 def test_verify_cli_accepts_an_endpoint_url(local_cnn, run_cli):
     with serve_target(local_cnn, model_name="cnn") as url:
         res = run_cli("verify", url + "#cnn", "--format", "json")
-    assert res.exit_code != 2, res.output
+    # No file to scan and no detector selected: nothing was checked, which is never a pass.
+    assert res.exit_code == 3, res.output
     assert "cannot reach" not in res.output and "no installed opener" not in res.output
+    assert "nothing was checked" in res.output

@@ -290,6 +290,8 @@ def evaluate(policy: Policy, evidence: list[Evidence], plugins: dict[str, str] |
     warnings: list[str] = []
     judged: list[dict[str, Any]] = []
     seen = {ev.detector for ev in evidence}
+    if not evidence:
+        unclear.append("no detector ran: nothing was checked")
     for did in policy.required_detectors():
         if did not in seen:
             unclear.append(f"{did}: required by the policy but did not run")

@@ -86,11 +86,14 @@ def check_detectors(host: Host, ids: list[str], params: dict[str, dict[str, Any]
 
 def run_scan(host: Host, scan: Scan) -> ScanResult:
     """Run every selected detector against the target, isolating plugin failures."""
-    ids = list(dict.fromkeys([FILE_SAFETY, *scan.detector_ids, *scan.policy.required_detectors()]))
-    resolved = check_detectors(host, ids, scan.params)
     is_local = Path(scan.location).exists()
     if not is_local and "://" not in scan.location:
         raise ProvscanError(f"no such file or directory: {scan.location}")
+    # File safety is about loading local files; an endpoint target has none, so it runs there only
+    # when asked for (and then reports inconclusive: nothing could be scanned).
+    implicit = [FILE_SAFETY] if is_local else []
+    ids = list(dict.fromkeys([*implicit, *scan.detector_ids, *scan.policy.required_detectors()]))
+    resolved = check_detectors(host, ids, scan.params)
     if is_local:
         scan.manifest = compute_manifest(Path(scan.location))
         scan.safety = scan_path(Path(scan.location))
