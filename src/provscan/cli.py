@@ -16,7 +16,29 @@ from provscan.errors import EXIT_USAGE, ProvscanError
 
 
 class ProvscanGroup(click.Group):
-    """Turns every error into one line on stderr (a traceback only with ``-v``)."""
+    """Turns every error into one line on stderr (a traceback only with ``-v``).
+
+    Plugin commands are added lazily (``lazy_plugin_commands``): built-in commands such as
+    ``digest`` start without importing every plugin.
+    """
+
+    lazy_plugin_commands = False
+    plugin_commands_loaded = False
+
+    def _load_plugin_commands(self) -> None:
+        if self.lazy_plugin_commands and not self.plugin_commands_loaded:
+            register_plugin_commands(self)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        found = super().get_command(ctx, cmd_name)
+        if found is None:
+            self._load_plugin_commands()
+            found = super().get_command(ctx, cmd_name)
+        return found
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._load_plugin_commands()
+        return super().list_commands(ctx)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -66,8 +88,12 @@ def _load_commands() -> None:
 
 
 def register_plugin_commands(group: click.Group) -> None:
+    """Let every plugin add its commands to ``group`` (once per group)."""
     from provscan.plugins import get_host
 
+    if getattr(group, "plugin_commands_loaded", False):
+        return
+    group.plugin_commands_loaded = True  # type: ignore[attr-defined]
     try:
         get_host().hook.register_commands(cli=group)
     except ProvscanError as exc:
@@ -76,7 +102,7 @@ def register_plugin_commands(group: click.Group) -> None:
 
 
 def main() -> None:
-    register_plugin_commands(cli)
+    cli.lazy_plugin_commands = True  # type: ignore[attr-defined]
     cli(prog_name="provscan")
 
 
