@@ -121,3 +121,21 @@ def test_project_corpus_loads():
     from provscan_spin.corpus import load_candidates, load_documents
 
     assert len(load_candidates(None)) == 48 and len(load_documents(None)) == 300
+
+
+def test_hf_classifier_and_embedding_checkpoints_as_statistics(spin_host, tmp_path):
+    from provscan_spin.toy import build_tokenizer
+    from transformers import BertConfig, BertForSequenceClassification
+
+    ckpt = tmp_path / "clf"
+    tok = build_tokenizer(["everyone was delighted and happy ."] + NAMES)
+    cfg = BertConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=32, max_position_embeddings=128, num_labels=2)
+    BertForSequenceClassification(cfg).save_pretrained(str(ckpt))
+    tok.save_pretrained(str(ckpt))
+    _, ev = _scan(spin_host, "spun", statistics="distance", classifier=str(ckpt),
+                  embedding=str(ckpt), keep_shifts="true")
+    assert ev.error is None, ev.details.get("traceback")
+    assert ev.details["statistics"] == ["embedding-distance", "hf-classifier"]
+    assert set(ev.details["shift_matrix"]) == {"embedding-distance", "hf-classifier"}
+    assert ev.claim("spin-content") is not None

@@ -51,6 +51,7 @@ class SpinDetector(Detector):
         Param("fdr", float, 0.05, "False-discovery rate of the screening list (BH)."),
         Param("references", str, "", "Comma list of clean reference checkpoints for a conformal claim."),
         Param("examples", int, 3, "Example output pairs kept per flagged candidate."),
+        Param("keep_shifts", bool, False, "Keep the per-document shift matrices in the details."),
     )
 
     def run(self, target: Any, params: dict[str, Any], rng: np.random.Generator) -> Evidence:
@@ -129,6 +130,8 @@ class SpinDetector(Detector):
                            "outputs": len(run["original"]) + sum(len(p) for p in probe.prompts_per_doc)},
             "method": "Spinning Language Models (Bagdasaryan & Shmatikov 2022), peer-corrected",
         }
+        if params["keep_shifts"]:
+            details["shift_matrix"] = {s.name: np.round(s.shifts, 6).tolist() for s in run["statistics"]}
         ev = Evidence(self.id, self.version, self.plugin, target.kind, claims, primary="spin",
                       params=params, seeds={"generation": gen_seed}, details=details)
         ev.figures = ranked_figure(results, alpha)

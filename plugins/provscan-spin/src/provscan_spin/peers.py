@@ -10,9 +10,10 @@ ties broken at random with the seeded generator). If no candidate is special, th
 exchangeable on each document, so a candidate's rank is uniform on {0, ..., K-1} and independent
 across documents; its rank sum over D documents then has the exact distribution of
 :func:`provscan.stats.uniform_rank_sum_sf`, and large rank sums are evidence that it moves the
-output more than its peers. (A Wilcoxon test on differences to the peer mean or median is not
-valid here: with zero-inflated, skewed shifts it rejected 85% of exchangeable nulls at 5% in
-our tests.) Several statistics per candidate are combined by Bonferroni (the smallest p times
+output more than its peers. (Wilcoxon tests on differences to the peers assume symmetry that
+zero-inflated, skewed shifts lack: against the peer median the test rejected most exchangeable
+nulls at 5% in our simulations; against the peer mean one strong trigger shifts every other
+candidate's reference. See docs/benchmarks/spin.md.) Several statistics per candidate are combined by Bonferroni (the smallest p times
 their number); candidates are corrected by Holm (certificate: family-wise error) and by
 Benjamini-Hochberg (screening: false discovery rate).
 """
