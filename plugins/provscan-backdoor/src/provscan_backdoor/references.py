@@ -56,7 +56,8 @@ def load_reference_scores(location: str, key: dict[str, Any], like: ClassifierTa
     """Reference scores from a scores file (checked against ``key``) or a directory of models."""
     path = Path(location)
     if path.is_dir():
-        return [score(open_reference(d, like)) for d in reference_dirs(path)], f"{len(reference_dirs(path))} models in {path}"
+        dirs = reference_dirs(path)
+        return [score(open_reference(d, like)) for d in dirs], f"{len(dirs)} models in {path}"
     if not path.is_file():
         raise ProvscanError(f"references {path}: no such file or directory")
     try:
