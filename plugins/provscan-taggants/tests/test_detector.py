@@ -122,7 +122,10 @@ def test_endpoint_targets_scores_and_label_only(pair: Path) -> None:
     with serve_target(local, model_name="suspect") as url:
         remote = _claims(verify(url, ["taggants"], params))
     assert remote["rank"].p_value == pytest.approx(here["rank"].p_value)
+    # without shifted copies, label-only top-1 answers give the same hits as full scores
+    params["taggants"]["augment"] = 0
+    here = _claims(verify(pair / "protected-model", ["taggants"], params))
     with serve_target(local, model_name="suspect", scores=False, max_top_k=1) as url:
         label_only = _claims(verify(url, ["taggants"], params))
-    assert label_only["primary"] == "top-k"
+    assert label_only["primary"] == "top-k" and label_only["rank"].p_value is None
     assert label_only["top-k"].p_value == pytest.approx(here["top-k"].p_value)

@@ -101,9 +101,23 @@ class TaggantsDetector(Detector):
         primary = params.get("primary", "auto")
         if primary == "auto":
             primary = "rank" if scores is not None else "topk"
+        figures = {}
+        if scores is not None:
+            figures["Classes beaten by each secret key's label (chance: dashed line)"] = _figure(
+                rk.per_key, secret.num_classes, k)
         return Evidence(self.id, self.version, self.plugin, target.kind, claims,
                         primary="top-k" if primary == "topk" else "rank", params=params,
-                        details=details)
+                        details=details, figures=figures)
+
+
+def _figure(beats: list[int], num_classes: int, k: int) -> bytes:
+    """SVG bar chart: per key, how many classes its label beats (top-k hits in red)."""
+    from provscan.report.svg import bar_chart
+
+    hits = [j for j, b in enumerate(beats) if num_classes - 1 - b < k]
+    return bar_chart(beats, [f"key {j}" for j in range(len(beats))], highlight=hits,
+                     threshold=(num_classes - 1) / 2, threshold_label="chance",
+                     ylabel="classes beaten", title="taggants: label rank per key")
 
 
 def check_compatible(secret: Secret, target: Any) -> None:

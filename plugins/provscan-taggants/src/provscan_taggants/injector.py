@@ -16,6 +16,8 @@ from provscan_taggants import __version__
 from provscan_taggants.protect import MODES, OBJECTIVES, TaggantConfig, protect
 from provscan_taggants.secret import write_secret
 
+_D = TaggantConfig()
+
 
 class TaggantsInjector(Injector):
     id = "taggants"
@@ -26,14 +28,18 @@ class TaggantsInjector(Injector):
                    "and the secret needed by `provscan verify --detector taggants`.")
     params = (
         Param("mode", str, "clean-label", "clean-label (stealthy) or watermark (visible baseline)", MODES),
-        Param("keys", int, 10, "number of secret keys K"),
+        Param("keys", int, _D.keys, "number of secret keys K"),
         Param("budget", float, None, "fraction of samples modified (default 0.10 clean-label, 0.03 watermark)"),
-        Param("eps", float, 64.0, "l-infinity bound of the perturbations, in 1/255 units"),
-        Param("steps", int, 200, "signed-Adam steps per restart"),
+        Param("eps", float, _D.eps, "l-infinity bound of the perturbations, in 1/255 units"),
+        Param("steps", int, _D.steps, "signed-Adam steps per restart"),
         Param("restarts", int, 1, "crafting restarts (the lowest matching loss is kept)"),
         Param("objective", str, "per-key", "per-key (one cosine per key) or sum (the paper's)", OBJECTIVES),
         Param("surrogate", str, "small-cnn", "registered model factory used as surrogate"),
-        Param("surrogate_epochs", int, 15, "training epochs of the surrogate"),
+        Param("surrogate_epochs", int, _D.surrogate_epochs, "training epochs of the surrogate"),
+        Param("retrain_every", int, _D.retrain_every,
+              "retrain the surrogate on the poisoned data every N crafting steps (0: never)"),
+        Param("ensemble", int, _D.ensemble, "surrogates trained with different seeds"),
+        Param("snapshots", int, _D.snapshots, "checkpoints along each surrogate's training used too"),
         Param("blend", float, 0.5, "watermark mode: weight of the key blended into a sample"),
         Param("device", str, "auto", "auto, cpu or cuda"),
     )

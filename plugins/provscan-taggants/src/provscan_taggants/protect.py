@@ -34,7 +34,7 @@ class TaggantConfig:
     mode: str = "clean-label"
     keys: int = 10
     budget: float | None = None  # fraction of the training set; None: per-mode default
-    eps: float = 64.0  # l-infinity bound, in 1/255 units
+    eps: float = 96.0  # l-infinity bound, in 1/255 units
     steps: int = 200
     restarts: int = 1
     objective: str = "per-key"
@@ -42,7 +42,7 @@ class TaggantConfig:
     surrogate_epochs: int = 15
     ensemble: int = 1  # surrogates trained with different seeds, loss averaged over them
     snapshots: int = 1  # checkpoints along each surrogate's training used as extra surrogates
-    retrain_every: int = 0  # retrain the surrogates on the poisoned data every N steps (0: never)
+    retrain_every: int = 50  # retrain the surrogates on the poisoned data every N steps (0: never)
     augment: bool = True
     key_smoothness: int = 2
     blend: float = 0.5  # watermark mode: weight of the key in the blended samples
