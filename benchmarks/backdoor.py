@@ -107,7 +107,12 @@ def main() -> None:
     ap.add_argument("--variants", default="badnets-1,blended-10", help="extra attacks (comma list or '')")
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "backdoor.md")
+    ap.add_argument("--render-only", action="store_true", help="rewrite the page from WORK/rows.json")
     args = ap.parse_args()
+    if args.render_only:
+        meta = json.loads((args.work / "rows.json").read_text())
+        write_markdown(args, meta["rows"], meta["nc_ref_seconds"], meta["total"], args.work)
+        return
     torch.set_num_threads(1)
     os.environ.setdefault("PROVSCAN_QUIET", "1")
     from provscan_backdoor.training import score_references, train_references
@@ -155,8 +160,10 @@ def main() -> None:
                    "nc": trigger_inversion(model, work / "test.npz", work / "nc-refs.json", args.nc_steps)}
             rows[attack].append(row)
             print(attack, row, flush=True)
-    (work / "rows.json").write_text(json.dumps(rows, indent=1))
-    write_markdown(args, rows, nc_ref_seconds, time.perf_counter() - t0, work)
+    total = time.perf_counter() - t0
+    (work / "rows.json").write_text(json.dumps({"rows": rows, "nc_ref_seconds": nc_ref_seconds,
+                                                "total": total}, indent=1))
+    write_markdown(args, rows, nc_ref_seconds, total, work)
 
 
 def write_markdown(args: argparse.Namespace, rows: dict[str, list[dict[str, Any]]],
@@ -208,8 +215,9 @@ def write_markdown(args: argparse.Namespace, rows: dict[str, list[dict[str, Any]
               f"twins at p <= {alpha}; MAD anomaly index > 2 (heuristic): {m_fp}/{len(clean)}.", "",
               "## Per detector and claim (fraction flagged)", "",
               "| models | n | max-margin calibrated | max-margin gamma (approx.) | max-margin MAD>2 | "
-              "trigger-inversion calibrated | trigger-inversion MAD>2 | mean s/model MM | mean s/model NC |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "trigger-inversion calibrated | trigger-inversion: correct target | trigger-inversion MAD>2 | "
+              "mean s/model MM | mean s/model NC |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for attack, rs in rows.items():
         nc = [r["nc"] for r in rs if "nc" in r]
         flag = lambda xs: f"{sum(xs)}/{len(xs)}"  # noqa: E731
@@ -217,15 +225,21 @@ def write_markdown(args: argparse.Namespace, rows: dict[str, list[dict[str, Any]
             f"| {attack} | {len(rs)} | {flag([r['p'] is not None and r['p'] <= alpha for r in rs])} | "
             f"{flag([r['gamma_p'] is not None and r['gamma_p'] <= alpha for r in rs])} | "
             f"{flag([r['mad'] is not None and r['mad'] > 2 for r in rs])} | "
-            f"{flag([x['finding'] for x in nc])} | {flag([x['mad'] is not None and x['mad'] > 2 for x in nc])} | "
+            f"{flag([x['finding'] for x in nc])} | "
+            f"{'-' if attack == 'clean' else flag([r['nc']['finding'] and r['nc']['suspect'] == r['target'] for r in rs])} | "
+            f"{flag([x['mad'] is not None and x['mad'] > 2 for x in nc])} | "
             f"{np.mean([r['seconds'] for r in rs]):.1f} | "
             f"{(np.mean([x['seconds'] for x in nc]) if nc else float('nan')):.1f} |")
     lines += ["", f"Per-model times exclude scoring the references (max-margin scored once into a "
               f"scores file; trigger inversion {nc_ref_seconds:.1f} s per reference model). "
               "MM = max-margin (200 steps x 20 restarts x 10 classes in one batch), NC = trigger "
               f"inversion ({args.nc_steps} steps, 64 clean images, all classes in one batch).", "",
-              "Peer comparison (Neural Cleanse from IBM ART / TrojanZoo): not run — see the report.",
-              ""]
+              "With 19 references the smallest attainable conformal p-value is 1/20 = 0.05, so every "
+              "finding above sits exactly at alpha; more references give smaller p-values.", "",
+              "Peer comparison (a Neural Cleanse from IBM ART or TrojanZoo on the same models): not "
+              "run yet. For scale only: the issue's planning measurements (unbatched, one class at a "
+              "time, same kind of machine) were about 100 s per model for Neural-Cleanse-style "
+              "inversion and 35 s for MM-BD.", ""]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines))
     print("\n".join(lines))
