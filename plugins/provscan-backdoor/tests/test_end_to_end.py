@@ -68,10 +68,9 @@ def test_trigger_inversion_calibrated_at_alpha_005(run_cli, workflow: Path, digi
     given = ["-p", f"backdoor.trigger-inversion.clean_data={digits_dir / 'test.npz'}",
              "-p", f"backdoor.trigger-inversion.references={workflow / 'nc.json'}",
              "-p", "backdoor.trigger-inversion.steps=150", "-p", "backdoor.trigger-inversion.n_clean=32"]
-    bad = run_cli("verify", workflow / "bad0", "-d", "backdoor.trigger-inversion", *given,
-                  "--format", "json", "--device", "cpu")
-    clean = run_cli("verify", workflow / "clean0", "-d", "backdoor.trigger-inversion", *given,
-                    "--format", "json", "--device", "cpu")
+    policy = ["--policy", "builtin:backdoor-trigger-inversion"]
+    bad = run_cli("verify", workflow / "bad0", *policy, *given, "--format", "json", "--device", "cpu")
+    clean = run_cli("verify", workflow / "clean0", *policy, *given, "--format", "json", "--device", "cpu")
     assert bad.exit_code == 1 and clean.exit_code == 0, bad.output + clean.output
     ev = next(e for e in json.loads(bad.stdout)["evidence"] if e["detector"] == "backdoor.trigger-inversion")
     assert ev["details"]["target_class"] == TARGETS[0]
