@@ -289,4 +289,4 @@ def _check_positive(params: dict[str, Any], names: tuple[str, ...]) -> None:
             raise ProvscanError(f"{name} must be at least 1, got {params[name]}")
 
 
-DETECTORS: tuple[type[Detector], ...] = (MaxMargin, TriggerInversion)
+DETECTORS: tuple[type[_BackdoorDetector], ...] = (MaxMargin, TriggerInversion)
