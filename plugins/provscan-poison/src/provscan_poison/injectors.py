@@ -54,7 +54,8 @@ class _PoisonInjector(Injector):
                 rng: np.random.Generator) -> Trigger:
         raise NotImplementedError
 
-    def prepare(self, x: np.ndarray, params: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
+    def prepare(self, x: np.ndarray, params: dict[str, Any], rng: np.random.Generator,
+                ds: ImageDataset) -> np.ndarray:
         """Change the chosen images before the trigger is stamped (clean-label hardening)."""
         return x
 
@@ -81,7 +82,7 @@ class _PoisonInjector(Injector):
         n_poison = max(1, int(round(rate * len(eligible))))
         chosen = np.sort(rng.choice(eligible, size=n_poison, replace=False))
         x, y = ds.x.copy(), ds.y.copy()
-        x[chosen] = quantize_like(ds, trig.apply(self.prepare(x[chosen], params, rng)))
+        x[chosen] = quantize_like(ds, trig.apply(self.prepare(x[chosen], params, rng, ds)))
         info = {"target": target, "mode": mode, "num_classes": ds.num_classes}
         if not self.clean_label:
             y[chosen] = triggered_labels(y[chosen], info)
@@ -143,13 +144,15 @@ class Blended(_PoisonInjector):
 class CleanLabel(_PoisonInjector):
     id = "clean-label"
     description = ("Clean-label patch backdoor in the manner of Turner et al. 2019: only target-class "
-                   "images are poisoned, labels unchanged; images are first made harder by mixing in noise.")
+                   "images are poisoned, labels unchanged; each is first mixed with a random image of "
+                   "another class so that its own features are less useful than the trigger.")
     clean_label = True
     params = (
         Param("rate", float, 0.5, "Fraction of the target class to poison, in (0, 1]."),
         Param("target", int, 0, "Target class index."),
         *PATCH,
-        Param("hardening", float, 0.3, "Weight of seeded noise mixed into poisoned images, in [0, 1)."),
+        Param("hardening", float, 0.5, "Weight of another class's image mixed into each poisoned "
+              "image, in [0, 1)."),
     )
 
     def trigger(self, shape: tuple[int, int, int], params: dict[str, Any],
@@ -159,9 +162,14 @@ class CleanLabel(_PoisonInjector):
             raise ProvscanError(f"hardening {h} is outside [0, 1)")
         return patch_trigger(shape, int(params["patch_size"]), params["position"], params["colour"])
 
-    def prepare(self, x: np.ndarray, params: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
+    def prepare(self, x: np.ndarray, params: dict[str, Any], rng: np.random.Generator,
+                ds: ImageDataset) -> np.ndarray:
         h = float(params["hardening"])
-        return ((1.0 - h) * x + h * rng.random(x.shape, dtype=np.float32)).astype(np.float32)
+        others = np.flatnonzero(ds.y != int(params["target"]))
+        if h == 0.0 or len(others) == 0:
+            return x
+        mix = ds.x[rng.choice(others, size=len(x), replace=True)]
+        return ((1.0 - h) * x + h * mix).astype(np.float32)
 
 
 INJECTORS: tuple[type[Injector], ...] = (BadNets, Blended, CleanLabel)
