@@ -123,3 +123,17 @@ def test_max_margin_on_cuda_bf16_names_the_target(poisoned_model: Path, provscan
     ev = run(MaxMargin, target, **FAST_MM)
     assert str(target.device).startswith("cuda")
     assert ev.details["target_class"] == TARGET_CLASS
+
+
+def test_train_references_command_writes_loadable_models(digits_dir: Path, tmp_path: Path,
+                                                         open_model) -> None:
+    out = tmp_path / "refs"
+    res = CliRunner().invoke(backdoor, ["train-references", str(digits_dir / "test.npz"), "--out",
+                                        str(out), "-n", "2", "--epochs", "1", "--seed", "5"])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in out.iterdir()) == ["ref-00005", "ref-00006"]
+    assert open_model(out / "ref-00005").num_classes == 10
+    res = CliRunner().invoke(backdoor, ["score-references", str(out), "-d", "taggants",
+                                        "--out", str(tmp_path / "s.json")])
+    assert res.exit_code != 0 and "not a provscan-backdoor detector" in str(res.exception)
+    assert not (tmp_path / "s.json").exists()
