@@ -180,7 +180,7 @@ def _nl(claim: dict[str, Any]) -> str:
               show_default=True, help="Directory for the data, secret, models and reports.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--mode", type=click.Choice(MODES), default="clean-label", show_default=True,
-              help="clean-label taggants (stealthy) or the visible dirty-label watermark baseline.")
+              help="clean-label taggants (labels untouched) or the visible dirty-label watermark baseline.")
 @click.option("--force", is_flag=True, help="Write into --out even if it is not empty.")
 def demo_command(out: Path, seed: int, mode: str, force: bool) -> None:
     """Protect digits with data taggants, train a protected model and a clean twin, verify both."""

@@ -27,7 +27,7 @@ class TaggantsInjector(Injector):
                    "watermark, a visible dirty-label key watermark). Writes the protected copy "
                    "and the secret needed by `provscan verify --detector taggants`.")
     params = (
-        Param("mode", str, "clean-label", "clean-label (stealthy) or watermark (visible baseline)", MODES),
+        Param("mode", str, "clean-label", "clean-label (labels untouched) or watermark (dirty-label, visible baseline)", MODES),
         Param("keys", int, _D.keys, "number of secret keys K"),
         Param("budget", float, None, "fraction of samples modified (default 0.10 clean-label, 0.03 watermark)"),
         Param("eps", float, _D.eps, "l-infinity bound of the perturbations, in 1/255 units"),
