@@ -236,10 +236,14 @@ def write_markdown(args: argparse.Namespace, rows: dict[str, list[dict[str, Any]
               f"inversion ({args.nc_steps} steps, 64 clean images, all classes in one batch).", "",
               "With 19 references the smallest attainable conformal p-value is 1/20 = 0.05, so every "
               "finding above sits exactly at alpha; more references give smaller p-values.", "",
-              "Peer comparison (a Neural Cleanse from IBM ART or TrojanZoo on the same models): not "
-              "run yet. For scale only: the issue's planning measurements (unbatched, one class at a "
-              "time, same kind of machine) were about 100 s per model for Neural-Cleanse-style "
-              "inversion and 35 s for MM-BD.", ""]
+              "Peer comparison (a Neural Cleanse from IBM ART or TrojanZoo on the same models): not run. "
+              "ART's `KerasNeuralCleanse` is written against standalone Keras 2 in TF1 graph mode "
+              "(`keras.backend.placeholder`, `optimizer.get_updates`, `keras_preprocessing`), so it "
+              "needs TensorFlow <= 2.15 with Keras 2 in a separate venv plus a weight port (NCHW to "
+              "NHWC, flatten order); TrojanZoo needs torch 2.14.1 + torchvision 0.29.1 (multi-GB "
+              "wheels from PyPI). For scale only: the issue's planning measurements (unbatched, one "
+              "class at a time, same kind of machine) were about 100 s per model for "
+              "Neural-Cleanse-style inversion and 35 s for MM-BD.", ""]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines))
     print("\n".join(lines))
