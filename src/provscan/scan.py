@@ -128,7 +128,7 @@ def _run_one(cls: type[Detector], target: Target | None, params: dict[str, Any],
              load_error: str | None) -> Evidence:
     kind = target.kind if target is not None else "unloaded"
     if target is None or (cls.applies_to and target.kind not in cls.applies_to):
-        reason = load_error if target is None else (
+        reason = (load_error or "the target could not be opened") if target is None else (
             f"{cls.id} applies to {', '.join(cls.applies_to)}, not to a {target.kind} target")
         return inconclusive(cls, kind, params, reason)
     start = time.perf_counter()
