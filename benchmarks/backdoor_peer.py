@@ -322,7 +322,21 @@ def write_markdown(args: argparse.Namespace, meta: dict[str, Any]) -> None:
                      f"({counts[key][0]}/{len(bad)} vs {counts['peer'][0]}/{len(bad)} detected, "
                      f"{counts[key][1]}/{len(clean)} vs {counts['peer'][1]}/{len(clean)} clean flagged), "
                      f"time ratio {ratio:.3f}: goal {'met' if as_good and ratio <= 1 / 3 else 'NOT met'}.")
-    lines += ["",
+    lines += ["", "## Notes", "",
+              "- Verdicts differ in kind: provscan's are tests against reference clean models "
+              f"(conformal; with {meta['refs']} references the smallest p-value is "
+              f"1/{meta['refs'] + 1}, so the expected clean-twin flag rate is about alpha), the peer's "
+              "is the MAD > 2 heuristic with no calibration; its clean-twin flags land on the class "
+              "that is naturally easiest to reach on these models (see the per-model table).",
+              "- The peer's step budget is a choice: in a 1 + 1 model smoke run with TrojanZoo's "
+              "default 10 epochs (60 steps per class here) its masks had not shrunk (L1 norms "
+              "33-41 of 64 pixels) and it flagged the clean twin; 50 epochs is used above.",
+              "- provscan trigger inversion batches all classes (640 stamped images per step) and "
+              "runs its full step budget; TrojanZoo optimises one class at a time on 64-image batches "
+              "and may stop early (not instrumented); on this tiny CNN on one CPU thread the batching "
+              "gave provscan no speed-up.",
+              "- The peer's time includes TrojanZoo's own small `np.savez` of the marks after each "
+              "class (part of `get_mark_loss_list`).", "",
               "## Reproduce", "",
               "```sh",
               "python3 -m venv /tmp/peer-venv",
