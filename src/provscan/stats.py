@@ -10,6 +10,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
 
 import numpy as np
 from scipy import stats as st
@@ -184,6 +185,19 @@ def stouffer_combination(p_values: Sequence[float], weights: Sequence[float] | N
     return TestResult("Stouffer combination", z, float(st.norm.sf(z)))
 
 
+@lru_cache(maxsize=32)
+def _uniform_rank_sum_counts(k: int, c: int) -> tuple[int, ...]:
+    """Coefficients of (1 + x + ... + x^(c-1))^k: how many k-tuples of ranks have each sum."""
+    counts = [1]
+    for _ in range(k):
+        prefix = [0]
+        for v in counts:
+            prefix.append(prefix[-1] + v)
+        size = len(counts) + c - 1
+        counts = [prefix[min(s + 1, len(counts))] - prefix[max(s - c + 1, 0)] for s in range(size)]
+    return tuple(counts)
+
+
 def uniform_rank_sum_sf(observed: int, k: int, c: int) -> float:
     """Exact P[R_1 + ... + R_k >= observed] for i.i.d. R_i uniform on {0, ..., c-1}.
 
@@ -196,17 +210,24 @@ def uniform_rank_sum_sf(observed: int, k: int, c: int) -> float:
         raise ValueError("need k >= 0 and c >= 1")
     if observed <= 0:
         return 1.0
-    top = k * (c - 1)
-    if observed > top:
+    if observed > k * (c - 1):
         return 0.0
-    counts = [1]
-    for _ in range(k):
-        prefix = [0]
-        for v in counts:
-            prefix.append(prefix[-1] + v)
-        size = len(counts) + c - 1
-        counts = [prefix[min(s + 1, len(counts))] - prefix[max(s - c + 1, 0)] for s in range(size)]
+    counts = _uniform_rank_sum_counts(k, c)
     return float(Fraction(sum(counts[observed:]), c**k))
+
+
+@lru_cache(maxsize=32)
+def uniform_rank_sum_tail(k: int, c: int) -> tuple[float, ...]:
+    """``tail[s] = P[R_1 + ... + R_k >= s]`` for every s in 0..k(c-1), exact as
+    :func:`uniform_rank_sum_sf` (computed once per (k, c) for detectors that test many sums)."""
+    if k < 0 or c < 1:
+        raise ValueError("need k >= 0 and c >= 1")
+    counts = _uniform_rank_sum_counts(k, c)
+    total, acc, tail = c**k, 0, []
+    for v in reversed(counts):
+        acc += v
+        tail.append(float(Fraction(acc, total)))
+    return tuple(reversed(tail))
 
 
 def _check_alternative(alternative: str) -> None:

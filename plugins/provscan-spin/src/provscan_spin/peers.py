@@ -21,13 +21,11 @@ Benjamini-Hochberg (screening: false discovery rate).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from fractions import Fraction
-from functools import lru_cache
 
 import numpy as np
 from scipy import stats as st
 
-from provscan.stats import benjamini_hochberg, holm
+from provscan.stats import benjamini_hochberg, holm, uniform_rank_sum_tail
 
 
 @dataclass(frozen=True)
@@ -68,22 +66,10 @@ def random_ranks(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return ranks
 
 
-@lru_cache(maxsize=16)
 def rank_sum_tail(d: int, k: int) -> tuple[float, ...]:
     """``tail[s] = P[R_1 + ... + R_d >= s]`` for i.i.d. R uniform on {0..k-1}, for every s
-    (exact integer counts, as :func:`provscan.stats.uniform_rank_sum_sf`, computed once)."""
-    counts = [1]
-    for _ in range(d):
-        prefix = [0]
-        for v in counts:
-            prefix.append(prefix[-1] + v)
-        size = len(counts) + k - 1
-        counts = [prefix[min(s + 1, len(counts))] - prefix[max(s - k + 1, 0)] for s in range(size)]
-    total, acc, tail = k**d, 0, []
-    for v in reversed(counts):
-        acc += v
-        tail.append(float(Fraction(acc, total)))
-    return tuple(reversed(tail))
+    (exact, from :func:`provscan.stats.uniform_rank_sum_tail`, computed once per (d, k))."""
+    return uniform_rank_sum_tail(d, k)
 
 
 def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
