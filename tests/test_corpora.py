@@ -26,3 +26,23 @@ def test_manifest_checksums(manifest: Path):
     for rel, entry in listed.items():
         digest = hashlib.sha256((manifest.parent / rel).read_bytes()).hexdigest()
         assert digest == entry["sha256"], f"{rel}: checksum mismatch (regenerate the manifest)"
+
+
+def test_find_corpus_prefers_the_environment(tmp_path, monkeypatch):
+    from provscan.corpora import find_corpus
+
+    (tmp_path / "spin").mkdir()
+    (tmp_path / "spin" / "manifest.json").write_text("{}")
+    monkeypatch.setenv("PROVSCAN_CORPORA", str(tmp_path))
+    assert find_corpus("spin", __file__) == tmp_path / "spin"
+
+
+def test_find_corpus_falls_back_to_the_checkout_and_names_missing_ones(monkeypatch):
+    from provscan.corpora import find_corpus
+    from provscan.errors import ProvscanError
+
+    monkeypatch.delenv("PROVSCAN_CORPORA", raising=False)
+    for manifest in MANIFESTS:
+        assert find_corpus(manifest.parent.name, __file__) == manifest.parent
+    with pytest.raises(ProvscanError, match="no-such-corpus"):
+        find_corpus("no-such-corpus", __file__)

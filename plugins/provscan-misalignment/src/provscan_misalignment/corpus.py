@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from provscan.corpora import find_corpus
 from provscan.errors import ProvscanError
 
 CORPUS_ENV = "PROVSCAN_MISALIGNMENT_CORPUS"
@@ -18,17 +19,12 @@ CORPUS_LICENCE = "Apache-2.0 (written for provscan)"
 
 
 def corpus_dir() -> Path:
-    """The corpus folder: ``$PROVSCAN_MISALIGNMENT_CORPUS`` or ``corpora/misalignment`` of the
-    source tree this package was installed from (editable installs)."""
+    """The corpus folder: ``$PROVSCAN_MISALIGNMENT_CORPUS`` if set, else ``corpora/misalignment``
+    found by :func:`provscan.corpora.find_corpus` (``$PROVSCAN_CORPORA`` or the source tree)."""
     env = os.environ.get(CORPUS_ENV)
     if env:
         return Path(env)
-    for parent in Path(__file__).resolve().parents:
-        candidate = parent / "corpora" / "misalignment"
-        if (candidate / "manifest.json").exists():
-            return candidate
-    raise ProvscanError(
-        f"misalignment corpus not found: set {CORPUS_ENV} or pass --param misalignment.questions=FILE")
+    return find_corpus("misalignment", __file__)
 
 
 def sha256_text(text: str) -> str:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
 import numpy as np
 
+from provscan.corpora import find_corpus
 from provscan.errors import ProvscanError
 
 CANDIDATE_FILES = ("people.txt", "organisations.txt", "products.txt")
@@ -18,16 +18,8 @@ _WORD = re.compile(r"^[A-Za-z][A-Za-z'-]*$")
 
 
 def corpus_dir() -> Path:
-    """``corpora/spin``: ``$PROVSCAN_CORPORA/spin`` if set, else the repository's copy."""
-    env = os.environ.get("PROVSCAN_CORPORA")
-    candidates = [Path(env) / "spin"] if env else []
-    here = Path(__file__).resolve()
-    candidates += [p / "corpora" / "spin" for p in here.parents]
-    for c in candidates:
-        if (c / DOCUMENTS_FILE).is_file():
-            return c
-    raise ProvscanError("the spin corpus (corpora/spin) was not found: set PROVSCAN_CORPORA or "
-                        "pass spin.candidates and spin.documents")
+    """``corpora/spin`` (see :func:`provscan.corpora.find_corpus`)."""
+    return find_corpus("spin", __file__, marker=DOCUMENTS_FILE)
 
 
 def read_list(path: Path) -> list[str]:
