@@ -101,6 +101,25 @@ def test_bad_inputs_raise_one_line_errors(open_model, clean_model: Path, tmp_pat
     save_dataset(ImageDataset(np.zeros((4, 1, 6, 6), np.float32), np.arange(4)), tmp_path / "small.npz")
     with pytest.raises(ProvscanError, match=r"images \(1, 6, 6\), the model takes \(1, 8, 8\)"):
         run(TriggerInversion, target, clean_data=str(tmp_path / "small.npz"))
+    with pytest.raises(ProvscanError, match="patience must be at least 0"):
+        run(TriggerInversion, target, clean_data=str(tmp_path / "small.npz"), patience="-1")
+
+
+def test_trigger_inversion_early_stopping_saves_steps_not_the_answer(
+        open_model, poisoned_model: Path, digits_dir: Path) -> None:
+    from provscan_backdoor.optimize import invert_triggers
+
+    from provscan.datasets import load_dataset
+
+    target = open_model(poisoned_model)
+    x = load_dataset(digits_dir / "test.npz").x[:32]
+    full = invert_triggers(target, x, list(range(10)), 200, 0.1, 0.99, 3, patience=0)
+    early = invert_triggers(target, x, list(range(10)), 200, 0.1, 0.99, 3, patience=10)
+    assert (full.steps == 200).all()
+    assert early.reached.all() and early.steps.mean() < 160  # classes left the batch early
+    assert int(np.argmin(early.norms)) == int(np.argmin(full.norms)) == TARGET_CLASS
+    # the early-stopped norms are those of the full run up to the 1 % stall tolerance (and noise)
+    assert np.median(early.norms) == pytest.approx(np.median(full.norms), rel=0.15)
 
 
 def test_shipped_policy_without_references_exits_3(run_cli, clean_model: Path) -> None:

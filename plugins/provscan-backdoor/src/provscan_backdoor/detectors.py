@@ -211,20 +211,23 @@ class MaxMargin(_BackdoorDetector):
 
 class TriggerInversion(_BackdoorDetector):
     id = "backdoor.trigger-inversion"
-    version = "0.1.0"
+    version = "0.2.0"
     description = ("Neural Cleanse (Wang et al., S&P 2019): per class, the smallest mask (L1) of a "
                    "trigger that sends clean inputs to that class; an unusually small one suggests "
                    "a backdoor. Needs a small clean set (clean_data).")
     side = "low"
     statistic_name = "median of per-class minimal mask L1 norms over the smallest, minus one"
-    stat_params = ("classes", "steps", "lr", "n_clean", "success")
+    stat_params = ("classes", "steps", "lr", "n_clean", "success", "patience")
     _clean_cache: np.ndarray | None = None
     _last_inversion: optimize.Inversion | None = None
     params = (
         *COMMON,
         Param("clean_data", str, None, "Clean images (.npz or image folder) to stamp triggers on."),
-        Param("n_clean", int, 64, "Clean images used (a seeded sample)."),
-        Param("steps", int, 300, "Optimisation steps."),
+        Param("n_clean", int, 32, "Clean images used (a seeded sample)."),
+        Param("steps", int, 300, "Most optimisation steps (a class usually stops far earlier)."),
+        Param("patience", int, 10, "Early stopping: a class stops once its smallest successful mask "
+              "has not shrunk by 1 % for this many steps after the penalty found its balance "
+              "(0: run all steps)."),
         Param("lr", float, 0.1, "Adam step size on the mask and pattern."),
         Param("success", float, 0.99, "Attack success a reversed trigger must reach."),
     )
@@ -247,7 +250,8 @@ class TriggerInversion(_BackdoorDetector):
             ev.figures["Reversed masks"] = image_grid(inv.masks, labels, cols=min(len(cls), 10),
                                                       highlight=[suspect])
             ev.details.update(reached=[bool(r) for r in inv.reached],
-                              success=[float(s) for s in inv.success])
+                              success=[float(s) for s in inv.success],
+                              steps_run=[int(n) for n in inv.steps])
         return ev
 
     def clean_images(self, target: ClassifierTarget, params: dict[str, Any], seed: int) -> np.ndarray:
@@ -266,11 +270,14 @@ class TriggerInversion(_BackdoorDetector):
     def per_class(self, target: ClassifierTarget, classes: list[int], params: dict[str, Any],
                   seed: int) -> tuple[np.ndarray, dict[str, Any]]:
         _check_positive(params, ("steps", "n_clean"))
+        if int(params["patience"]) < 0:
+            raise ProvscanError(f"patience must be at least 0, got {params['patience']}")
         if not 0.0 < float(params["success"]) <= 1.0:
             raise ProvscanError(f"success {params['success']} is outside (0, 1]")
         x = self.clean_images(target, params, seed)
         inv = optimize.invert_triggers(target, x, classes, int(params["steps"]), float(params["lr"]),
-                                       float(params["success"]), seed)
+                                       float(params["success"]), seed,
+                                       patience=int(params["patience"]))
         self._last_inversion = inv
         return inv.norms, {}
 
@@ -279,7 +286,8 @@ class TriggerInversion(_BackdoorDetector):
         # Not through per_class: a reference model must not replace the tested model's figures.
         x = self.clean_images(target, params, seed)
         inv = optimize.invert_triggers(target, x, classes, int(params["steps"]), float(params["lr"]),
-                                       float(params["success"]), seed)
+                                       float(params["success"]), seed,
+                                       patience=int(params["patience"]))
         return self.score(inv.norms)[0]
 
 

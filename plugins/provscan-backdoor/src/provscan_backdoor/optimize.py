@@ -48,6 +48,9 @@ def max_margins(target: ClassifierTarget, classes: list[int], steps: int, restar
     return margins.max(1).values.cpu().numpy().astype(float), images.cpu().numpy()
 
 
+IMPROVEMENT_TOLERANCE = 0.01  # relative shrink of the best mask norm that counts as progress
+
+
 @dataclass
 class Inversion:
     norms: np.ndarray  # (K,) smallest L1 mask norm that reached the success threshold (or final)
@@ -55,12 +58,21 @@ class Inversion:
     success: np.ndarray  # (K,) attack success of the reported mask on the clean batch
     masks: np.ndarray  # (K, 1, H, W)
     patterns: np.ndarray  # (K, C, H, W)
+    steps: np.ndarray  # (K,) optimisation steps each class ran (early stopping)
 
 
 def invert_triggers(target: ClassifierTarget, x_clean: np.ndarray, classes: list[int], steps: int,
                     lr: float, success: float, seed: int, init_cost: float = 1e-2,
-                    check_every: int = 10) -> Inversion:
-    """Reverse-engineer a minimal trigger for every class in one batched optimisation."""
+                    check_every: int = 5, patience: int = 10,
+                    tolerance: float = IMPROVEMENT_TOLERANCE) -> Inversion:
+    """Reverse-engineer a minimal trigger for every class in one batched optimisation.
+
+    The penalty weight of each class is adapted every ``check_every`` steps. Early stopping
+    (``patience`` > 0): a class leaves the batch once its trigger has reached ``success``, its
+    penalty has been both raised and lowered, and its smallest successful mask norm has then not
+    shrunk by more than ``tolerance`` (relative) for ``patience`` steps; the run ends when no class
+    is left or after ``steps``. A class that never reaches ``success`` runs to ``steps``.
+    """
     gen = torch.Generator().manual_seed(seed)
     dev = target.device
     k, (c, h, w) = len(classes), target.input_shape
@@ -69,43 +81,66 @@ def invert_triggers(target: ClassifierTarget, x_clean: np.ndarray, classes: list
     mask_p = (torch.randn((k, 1, h, w), generator=gen) * 0.1 - 2.0).to(dev).requires_grad_(True)
     pat_p = (torch.randn((k, c, h, w), generator=gen) * 0.1).to(dev).requires_grad_(True)
     labels = torch.tensor(classes, device=dev)
-    flat_labels = labels.repeat_interleave(b)
     cost = torch.full((k,), init_cost, device=dev)
     best_norm = torch.full((k,), float("inf"), device=dev)
     best_mask = torch.zeros((k, 1, h, w), device=dev)
     best_pat = torch.zeros((k, c, h, w), device=dev)
     best_succ = torch.zeros(k, device=dev)
+    final_mask = torch.zeros((k, 1, h, w), device=dev)
+    final_pat = torch.zeros((k, c, h, w), device=dev)
+    anchor = torch.full((k,), float("inf"), device=dev)  # norm at the last real improvement
+    since = torch.zeros(k, dtype=torch.long, device=dev)  # steps since then
     opt = torch.optim.Adam([mask_p, pat_p], lr=lr, betas=(0.5, 0.9))
     hits = torch.zeros(k, device=dev)
+    went_up = torch.zeros(k, dtype=torch.bool, device=dev)
+    went_down = torch.zeros(k, dtype=torch.bool, device=dev)
+    active = torch.arange(k, device=dev)
+    steps_run = torch.zeros(k, dtype=torch.long, device=dev)
     for step in progress(range(steps), desc="trigger-inversion", total=steps):
-        mask = (torch.tanh(mask_p) + 1) / 2
-        pat = (torch.tanh(pat_p) + 1) / 2
-        stamped = (1 - mask[:, None]) * x[None] + (mask * pat)[:, None]  # (K, B, C, H, W)
-        logits = target.forward(stamped.reshape(k * b, c, h, w))
-        ce = torch.nn.functional.cross_entropy(logits, flat_labels, reduction="none").view(k, b).mean(1)
+        n = len(active)
+        mask = (torch.tanh(mask_p[active]) + 1) / 2
+        pat = (torch.tanh(pat_p[active]) + 1) / 2
+        stamped = (1 - mask[:, None]) * x[None] + (mask * pat)[:, None]  # (n, B, C, H, W)
+        flat_labels = labels[active].repeat_interleave(b)
+        logits = target.forward(stamped.reshape(n * b, c, h, w))
+        ce = torch.nn.functional.cross_entropy(logits, flat_labels, reduction="none").view(n, b).mean(1)
         l1 = mask.flatten(1).sum(1)
         opt.zero_grad(set_to_none=True)
-        (ce + cost * l1).sum().backward()
+        (ce + cost[active] * l1).sum().backward()
         opt.step()
         with torch.no_grad():
-            succ = (logits.argmax(1) == flat_labels).float().view(k, b).mean(1)
+            steps_run[active] += 1
+            final_mask[active], final_pat[active] = mask, pat
+            succ = (logits.argmax(1) == flat_labels).float().view(n, b).mean(1)
             ok = succ >= success
-            better = ok & (l1 < best_norm)
-            best_norm = torch.where(better, l1, best_norm)
-            best_mask[better], best_pat[better], best_succ[better] = mask[better], pat[better], succ[better]
-            hits += ok.float()
+            better = ok & (l1 < best_norm[active])
+            rows = active[better]
+            best_norm[rows] = l1[better]
+            best_mask[rows], best_pat[rows], best_succ[rows] = mask[better], pat[better], succ[better]
+            hits[active] += ok.float()
             if (step + 1) % check_every == 0:
                 # Neural Cleanse's schedule: raise the penalty while the trigger works, lower it otherwise.
                 up = hits >= check_every * 0.5
                 cost = torch.where(up, cost * 1.5, cost / 1.5)
+                went_up |= up
+                went_down |= went_up & ~up
                 hits.zero_()
+            if patience > 0:
+                moved = best_norm[active] < anchor[active] * (1 - tolerance)
+                anchor[active] = torch.where(moved, best_norm[active], anchor[active])
+                # As in Neural Cleanse, a stall counts only once the penalty has been both raised and
+                # lowered (it has found its balance); before that the mask is still being squeezed.
+                since[active] = torch.where(moved | ~(went_up & went_down)[active], 0, since[active] + 1)
+                done = torch.isfinite(best_norm[active]) & (since[active] >= patience)
+                if bool(done.any()):
+                    active = active[~done]
+                    if len(active) == 0:
+                        break
     with torch.no_grad():
         reached = torch.isfinite(best_norm)
-        mask = (torch.tanh(mask_p) + 1) / 2
-        pat = (torch.tanh(pat_p) + 1) / 2
-        final_norm = mask.flatten(1).sum(1)
+        final_norm = final_mask.flatten(1).sum(1)
         norms = torch.where(reached, best_norm, final_norm)
-        best_mask[~reached], best_pat[~reached] = mask[~reached], pat[~reached]
+        best_mask[~reached], best_pat[~reached] = final_mask[~reached], final_pat[~reached]
     return Inversion(norms.cpu().numpy().astype(float), reached.cpu().numpy(),
                      best_succ.cpu().numpy().astype(float), best_mask.cpu().numpy(),
-                     best_pat.cpu().numpy())
+                     best_pat.cpu().numpy(), steps_run.cpu().numpy())
