@@ -220,7 +220,8 @@ def main() -> None:
             "total": time.perf_counter() - t0, "torch": torch.__version__,
             "trojanzoo": _version("trojanzoo"), "python": platform.python_version(),
             "seeds": args.seeds, "refs": args.refs, "nc_steps": args.nc_steps,
-            "peer_epochs": args.peer_epochs, "peer_batch": args.peer_batch, "n_clean": len(test_set.y)}
+            "peer_epochs": args.peer_epochs, "peer_batch": args.peer_batch, "n_clean": len(test_set.y),
+            **_nc_defaults()}
     (work / "peer-rows.json").write_text(json.dumps(meta, indent=1))
     write_markdown(args, meta)
 
@@ -231,9 +232,19 @@ def _version(dist: str) -> str:
     return version(dist)
 
 
+def _nc_defaults() -> dict[str, Any]:
+    """Trigger-inversion settings the run used (its defaults; only steps is passed explicitly)."""
+    from provscan_backdoor.detectors import TriggerInversion
+
+    defaults = {p.name: p.default for p in TriggerInversion.params}
+    return {"nc_n_clean": defaults["n_clean"], "nc_patience": defaults["patience"],
+            "nc_version": TriggerInversion.version}
+
+
 def write_markdown(args: argparse.Namespace, meta: dict[str, Any]) -> None:
     rows = meta["rows"]
     alpha = 0.05
+    nc = {**_nc_defaults(), **{k: v for k, v in meta.items() if k.startswith("nc_")}}
 
     def verdicts(r: dict[str, Any]) -> dict[str, tuple[bool, int | None]]:
         return {"mm": (r["mm"]["exit"] == 1, r["mm"]["suspect"]),
@@ -255,7 +266,8 @@ def write_markdown(args: argparse.Namespace, meta: dict[str, Any]) -> None:
              f"- **provscan max-margin**: `provscan verify MODEL --policy builtin:backdoor` exit 1 "
              f"(conformal p <= {alpha} against {meta['refs']} reference clean models).",
              f"- **provscan trigger-inversion**: its `calibrated` claim (conformal, same references, "
-             f"{meta['nc_steps']} steps, 64 clean images, all classes in one batch).",
+             f"at most {meta['nc_steps']} steps with early stopping (patience {nc['nc_patience']}), "
+             f"{nc['nc_n_clean']} clean images, all classes in one batch).",
              "- **TrojanZoo NC** (peer): `NeuralCleanse.get_mark_loss_list` → mask L1 norms → "
              "`trojanzoo.utils.metric.normalize_mad`; flagged when the smallest-norm class has anomaly "
              f"index > 2 (the Neural Cleanse paper's rule; TrojanZoo's `detect` only prints the MAD). "
@@ -263,8 +275,8 @@ def write_markdown(args: argparse.Namespace, meta: dict[str, Any]) -> None:
              f"cost multiplier 1.5, patience 10, ASR threshold 0.99) except `defense_remask_epoch="
              f"{meta['peer_epochs']}` over the {meta['n_clean']} clean test-split images in batches of "
              f"{meta['peer_batch']} (about {meta['peer_epochs'] * -(-meta['n_clean'] // meta['peer_batch'])} "
-             "steps per class, comparable to provscan's 300; TrojanZoo's default of 10 epochs assumes "
-             "a large training set), one class at a time as TrojanZoo does.", "",
+             f"steps per class, comparable to provscan's cap of {meta['nc_steps']}; TrojanZoo's "
+             "default of 10 epochs assumes a large training set), one class at a time as TrojanZoo does.", "",
              "## Per model", "",
              "| model | ASR | max-margin (target) | trigger-inversion (target) | TrojanZoo NC (target, "
              "anomaly) | s MM | s TI | s peer |", "|---|---|---|---|---|---|---|---|"]
@@ -331,10 +343,11 @@ def write_markdown(args: argparse.Namespace, meta: dict[str, Any]) -> None:
               "- The peer's step budget is a choice: in a 1 + 1 model smoke run with TrojanZoo's "
               "default 10 epochs (60 steps per class here) its masks had not shrunk (L1 norms "
               "33-41 of 64 pixels) and it flagged the clean twin; 50 epochs is used above.",
-              "- provscan trigger inversion batches all classes (640 stamped images per step) and "
-              "runs its full step budget; TrojanZoo optimises one class at a time on 64-image batches "
-              "and may stop early (not instrumented); on this tiny CNN on one CPU thread the batching "
-              "gave provscan no speed-up.",
+              f"- provscan trigger inversion batches all classes ({10 * nc['nc_n_clean']} stamped "
+              "images per step) and drops a class from the batch once its smallest successful mask "
+              f"has stopped shrinking (1 % over {nc['nc_patience']} steps, counted only after the "
+              "penalty has been raised and lowered); TrojanZoo optimises one class at a time on "
+              "64-image batches and may stop early (not instrumented).",
               "- The peer's time includes TrojanZoo's own small `np.savez` of the marks after each "
               "class (part of `get_mark_loss_list`).", "",
               "## Reproduce", "",
