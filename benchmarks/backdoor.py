@@ -233,16 +233,16 @@ def write_markdown(args: argparse.Namespace, rows: dict[str, list[dict[str, Any]
     lines += ["", f"Per-model times exclude scoring the references (max-margin scored once into a "
               f"scores file; trigger inversion {nc_ref_seconds:.1f} s per reference model). "
               "MM = max-margin (200 steps x 20 restarts x 10 classes in one batch), NC = trigger "
-              f"inversion ({args.nc_steps} steps, 64 clean images, all classes in one batch).", "",
+              f"inversion (at most {args.nc_steps} steps with per-class early stopping, the "
+              "detector's default clean-image count, all classes in one batch).", "",
               "With 19 references the smallest attainable conformal p-value is 1/20 = 0.05, so every "
               "finding above sits exactly at alpha; more references give smaller p-values.", "",
-              "Peer comparison (a Neural Cleanse from IBM ART or TrojanZoo on the same models): not run. "
-              "ART's `KerasNeuralCleanse` is written against standalone Keras 2 in TF1 graph mode "
-              "(`keras.backend.placeholder`, `optimizer.get_updates`, `keras_preprocessing`), so it "
-              "needs TensorFlow <= 2.15 with Keras 2 in a separate venv plus a weight port (NCHW to "
-              "NHWC, flatten order); TrojanZoo needs torch 2.14.1 + torchvision 0.29.1 (multi-GB "
-              "wheels from PyPI). For scale only: the issue's planning measurements (unbatched, one "
-              "class at a time, same kind of machine) were about 100 s per model for "
+              "Peer comparison: TrojanZoo's Neural Cleanse against both provscan detectors on the "
+              "same models, in one run, is on [backdoor_peer.md](backdoor_peer.md) "
+              "(`benchmarks/backdoor_peer.py`, separate venv). ART's `KerasNeuralCleanse` was not "
+              "used: it is written against standalone Keras 2 in TF1 graph mode and would need "
+              "TensorFlow <= 2.15 plus a weight port. For scale: the issue's planning measurements "
+              "(unbatched, one class at a time) were about 100 s per model for "
               "Neural-Cleanse-style inversion and 35 s for MM-BD.", ""]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines))
