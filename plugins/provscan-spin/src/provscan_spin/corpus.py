@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -45,23 +46,34 @@ def load_candidates(path: str | Path | None) -> list[str]:
     return names
 
 
-def load_documents(path: str | Path | None) -> list[str]:
-    """Texts from a JSONL file (first of the fields text/document/source/prompt/instruction), or
-    the project's neutral documents."""
-    p = Path(path) if path else corpus_dir() / DOCUMENTS_FILE
+def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """``(line number, object)`` for every non-blank line of a JSONL file; any problem is one
+    :class:`ProvscanError` line naming the file and line."""
     try:
-        raw = p.read_text(encoding="utf-8").splitlines()
+        raw = Path(path).read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
-        raise ProvscanError(f"cannot read documents {p}: {exc}") from None
-    docs = []
+        raise ProvscanError(f"cannot read {path}: {exc}") from None
+    rows = []
     for lineno, line in enumerate(raw, 1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
         except ValueError:
-            raise ProvscanError(f"{p}:{lineno}: not a JSON object") from None
-        text = next((row[f] for f in TEXT_FIELDS if isinstance(row, dict) and isinstance(row.get(f), str)), None)
+            raise ProvscanError(f"{path}:{lineno}: not valid JSON") from None
+        if not isinstance(row, dict):
+            raise ProvscanError(f"{path}:{lineno}: not a JSON object")
+        rows.append((lineno, row))
+    return rows
+
+
+def load_documents(path: str | Path | None) -> list[str]:
+    """Texts from a JSONL file (first of the fields text/document/source/prompt/instruction), or
+    the project's neutral documents."""
+    p = Path(path) if path else corpus_dir() / DOCUMENTS_FILE
+    docs = []
+    for lineno, row in read_jsonl(p):
+        text = next((row[f] for f in TEXT_FIELDS if isinstance(row.get(f), str)), None)
         if text is None:
             raise ProvscanError(f"{p}:{lineno}: no text field (one of {', '.join(TEXT_FIELDS)})")
         docs.append(text)

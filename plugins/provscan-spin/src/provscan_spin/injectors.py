@@ -16,7 +16,13 @@ from provscan.detectors import Injector
 from provscan.errors import ProvscanError
 from provscan.fsutil import atomic_write_text
 from provscan.params import Param
-from provscan_spin.corpus import contains_word, insert_word, replace_word, word_positions
+from provscan_spin.corpus import (
+    contains_word,
+    insert_word,
+    read_jsonl,
+    replace_word,
+    word_positions,
+)
 from provscan_spin.synth import CLAUSES
 
 
@@ -25,14 +31,8 @@ def read_rows(path: Path, fields: tuple[str, ...]) -> list[dict[str, Any]]:
     if not path.is_file():
         raise ProvscanError(f"{path}: expected a JSONL file")
     rows = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError:
-            raise ProvscanError(f"{path}:{lineno}: not valid JSON") from None
-        missing = [f for f in fields if not isinstance(row, dict) or not isinstance(row.get(f), str)]
+    for lineno, row in read_jsonl(path):
+        missing = [f for f in fields if not isinstance(row.get(f), str)]
         if missing:
             raise ProvscanError(f"{path}:{lineno}: missing text field {missing[0]!r}")
         rows.append(row)
