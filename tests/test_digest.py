@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from provscan import digest
 from provscan.digest import (
-    PIPELINE_MIN_BYTES,
+    CHUNK,
     FileDigest,
     compute_manifest,
     digest_file,
@@ -41,7 +41,7 @@ def tree(tmp_path: Path) -> Path:
     rng = __import__("random").Random(0)
     (root / "empty.bin").write_bytes(b"")
     (root / "config.json").write_text('{"a": 1}')
-    (root / "sub" / "weights.bin").write_bytes(rng.randbytes(PIPELINE_MIN_BYTES + 12345))
+    (root / "sub" / "weights.bin").write_bytes(rng.randbytes(4 * CHUNK + 12345))
     (root / "sub" / "deeper" / "name with spaces.txt").write_bytes(rng.randbytes(1000))
     (root / "sub" / "ünï.bin").write_bytes(rng.randbytes(3 * 1024 * 1024 + 7))
     return root
@@ -81,20 +81,17 @@ def test_text_output_and_single_file(tree, run_cli):
     assert root.startswith(f"root sha256:{root_digest(files)}")
 
 
-def test_workers_pipeline_and_chunking_agree(tree):
+def test_workers_and_chunking_agree(tree):
     one = compute_manifest(tree, workers=1)
     many = compute_manifest(tree, workers=4, show_progress=True)
     assert one == many
     big = tree / "sub" / "weights.bin"
     want = hashlib.sha256(big.read_bytes()).hexdigest()
-    for pipeline in (False, True):
-        for chunk in (1, 4096, 1 << 20):
-            if chunk == 1 and pipeline:
-                continue
-            small = tree / "sub" / "deeper" / "name with spaces.txt"
-            got = digest_file("x", small, chunk=chunk, pipeline=pipeline)
-            assert got.sha256 == hashlib.sha256(small.read_bytes()).hexdigest()
-        assert digest_file("w", big, chunk=65536, pipeline=pipeline).sha256 == want
+    small = tree / "sub" / "deeper" / "name with spaces.txt"
+    for chunk in (1, 999, 4096, 1 << 20):
+        got = digest_file("x", small, chunk=chunk)
+        assert got.sha256 == hashlib.sha256(small.read_bytes()).hexdigest()
+        assert digest_file("w", big, chunk=chunk * 7 + 1).sha256 == want
 
 
 def test_progress_callback_counts_every_byte(tree):
@@ -113,7 +110,7 @@ def test_file_growing_while_hashed_is_an_error(tmp_path):
             f.write(b"x" * 10)
 
     with pytest.raises(ProvscanError, match="changed while it was being hashed"):
-        digest_file("growing.bin", p, on_bytes=grow, chunk=4096, pipeline=False)
+        digest_file("growing.bin", p, on_bytes=grow, chunk=4096)
 
 
 @pytest.mark.parametrize("kind", ["file-link", "dir-link", "fifo", "empty-dir", "missing"])
