@@ -47,15 +47,19 @@ def test_help_and_json_flag(run_cli, path):
     if isinstance(cmd, click.Group):
         return
     options = {o for p in cmd.params for o in getattr(p, "opts", [])}
+    assert "--json" in options, f"provscan {' '.join(path)} has output but no --json"
     if "--json" in options:
         assert any("json" in (p.help or "").lower() or p.name in {"as_json", "json"}
                    for p in cmd.params if isinstance(p, click.Option))
 
 
-def test_json_outputs_parse(run_cli, tmp_path):
+def test_json_outputs_parse(run_cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("PROVSCAN_HOME", str(tmp_path / "home"))
     (tmp_path / "f.bin").write_bytes(b"1234")
     for args in (["plugins", "--json"], ["plugins", "--json", "--all"],
-                 ["digest", tmp_path, "--json"]):
+                 ["digest", tmp_path, "--json"], ["policy", "list", "--json"],
+                 ["policy", "check", "builtin:fail-closed", "--json"],
+                 ["keys", "new", "ci", "--json"], ["keys", "list", "--json"]):
         res = run_cli(*args)
         assert res.exit_code == 0, res.output
         json.loads(res.stdout)
@@ -96,3 +100,12 @@ def test_python_dash_m_and_version():
     res = subprocess.run([sys.executable, "-m", "provscan", "--version"], capture_output=True,
                          text=True, timeout=120)
     assert res.returncode == 0 and res.stdout.startswith("provscan, version ")
+
+
+def test_shell_completion_script():
+    """``_PROVSCAN_COMPLETE=bash_source provscan`` prints click's completion script."""
+    env = {**__import__("os").environ, "_PROVSCAN_COMPLETE": "bash_source"}
+    res = subprocess.run([sys.executable, "-c", "from provscan.cli import main; main()"],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "complete" in res.stdout and "_PROVSCAN_COMPLETE" in res.stdout

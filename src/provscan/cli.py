@@ -79,6 +79,11 @@ def echo_json(obj: Any) -> None:
     click.echo(json.dumps(obj, indent=2, sort_keys=True))
 
 
+json_option = click.option("--json", "as_json", is_flag=True,
+                           help="Print JSON (machine-readable) instead of text.")
+"""The ``--json`` flag every command with output takes."""
+
+
 def _load_commands() -> None:
     """Import the command modules (each adds its commands to ``cli``)."""
     import importlib

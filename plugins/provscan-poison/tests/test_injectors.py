@@ -141,7 +141,7 @@ def test_interrupted_folder_write_leaves_no_partial_dir(digits_folder: Path, tmp
 
 def test_cli_inject_and_apply_trigger(run_cli, digits_npz: Path, tmp_path: Path) -> None:
     res = run_cli("inject", "badnets", digits_npz, "--out", tmp_path / "o.npz", "--secret",
-                  tmp_path / "s.json", "--rate", "0.1", "--target", "0", "--seed", "1")
+                  tmp_path / "s.json", "--rate", "0.1", "--target", "0", "--seed", "1", "--json")
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["n_poisoned"] > 0
     res = CliRunner().invoke(poison, ["apply-trigger", str(digits_npz), "--secret", str(tmp_path / "s.json"),

@@ -98,7 +98,7 @@ def test_cli_inject_spin(tmp_path, register_plugin, run_cli):
     register_plugin(plugin, name="spin")
     data = _data(tmp_path, 30)
     res = run_cli("inject", "spin", data, "--out", tmp_path / "o.jsonl", "--secret",
-                  tmp_path / "s.json", "--trigger", "Meridian", "--rate", "0.5", "--meta-task", "positive")
+                  tmp_path / "s.json", "--trigger", "Meridian", "--rate", "0.5", "--meta-task", "positive", "--json")
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["spinned"] >= 15
     res = run_cli("inject", "spin", data, "--out", tmp_path / "o2.jsonl", "--secret",

@@ -37,7 +37,7 @@ def test_inject_is_deterministic_and_leaves_input_alone(tmp_path: Path, run_cli)
     outs = []
     for i, seed in enumerate((5, 5, 6)):
         out, sec = tmp_path / f"p{i}.npz", tmp_path / f"s{i}.json"
-        res = run_cli("inject", "taggants", data, "--out", out, "--secret", sec, "--seed", seed, *FAST)
+        res = run_cli("inject", "taggants", data, "--out", out, "--secret", sec, "--seed", seed, *FAST, "--json")
         assert res.exit_code == 0, res.output
         summary = json.loads(res.output)
         assert "key_labels" not in summary and "keys_data" not in summary  # nothing secret printed
@@ -59,7 +59,7 @@ def test_inject_is_deterministic_and_leaves_input_alone(tmp_path: Path, run_cli)
 def test_watermark_mode_relabels_and_says_so(tmp_path: Path, run_cli) -> None:
     data = _small_npz(tmp_path)
     res = run_cli("inject", "taggants", data, "--out", tmp_path / "w.npz", "--secret",
-                  tmp_path / "w.json", "--mode", "watermark", "--keys", "5")
+                  tmp_path / "w.json", "--mode", "watermark", "--keys", "5", "--json")
     assert res.exit_code == 0, res.output
     summary = json.loads(res.output)
     assert summary["mode"] == "watermark" and "visible" in summary["warning"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from provscan.cli import cli, echo_json
+from provscan.cli import cli, echo_json, json_option
 from provscan.errors import ProvscanError
 
 
@@ -30,7 +30,9 @@ def _read(path: Path) -> bytes:
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
               help="Recompute this checkpoint's digest and compare it with the subject.")
 @click.option("--policy", default=None, help="Policy whose [signers] must all have signed.")
-def cert_verify(cert: Path, pubkeys: tuple[str, ...], checkpoint: Path | None, policy: str | None) -> None:
+@json_option
+def cert_verify(cert: Path, pubkeys: tuple[str, ...], checkpoint: Path | None, policy: str | None,
+                as_json: bool) -> None:
     """Exit 0 when CERT is valid, 1 with one line naming the failed check, 2 on bad input."""
     from provscan.certificate import CertificateError, check_checkpoint, verify_envelope
     from provscan.keys import load_public_key
@@ -46,10 +48,19 @@ def cert_verify(cert: Path, pubkeys: tuple[str, ...], checkpoint: Path | None, p
         if checkpoint is not None:
             check_checkpoint(verified.statement, checkpoint)
     except CertificateError as exc:
-        click.echo(f"invalid: {exc}", err=True)
+        if as_json:
+            echo_json({"valid": False, "check": exc.check, "error": str(exc)})
+        else:
+            click.echo(f"invalid: {exc}", err=True)
         sys.exit(1)
     subject = verified.statement["subject"][0]
-    what = "signature, schema" + (", checkpoint digest" if checkpoint is not None else "")
+    checks = ["signature", "schema"] + (["checkpoint digest"] if checkpoint is not None else [])
+    if as_json:
+        echo_json({"valid": True, "subject": subject, "checks": checks,
+                   "verdict": verified.predicate["verdict"]["status"],
+                   "keyids": list(verified.keyids)})
+        return
+    what = ", ".join(checks)
     click.echo(f"valid: {subject['name']} sha256:{subject['digest']['sha256']} "
                f"verdict {verified.predicate['verdict']['status']} ({what} checked; "
                f"signed by {', '.join(k[:16] for k in verified.keyids)})")
@@ -57,7 +68,7 @@ def cert_verify(cert: Path, pubkeys: tuple[str, ...], checkpoint: Path | None, p
 
 @cert_group.command("show")
 @click.argument("cert", type=click.Path(path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print the statement as JSON.")
+@json_option
 def cert_show(cert: Path, as_json: bool) -> None:
     """Summarise CERT's claims WITHOUT verifying its signature (use `cert verify` for that)."""
     import base64

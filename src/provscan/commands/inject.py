@@ -28,7 +28,7 @@ class InjectGroup(click.Group):
 
 
 def injector_command(cls: Any) -> click.Command:
-    def run(data: Path, out: Path, secret: Path, seed: int, **values: Any) -> None:
+    def run(data: Path, out: Path, secret: Path, seed: int, as_json: bool, **values: Any) -> None:
         from provscan.detectors import detector_rng
         from provscan.params import resolve_params
 
@@ -43,13 +43,18 @@ def injector_command(cls: Any) -> click.Command:
         if _inside(secret, out) or _inside(secret, data):
             raise ProvscanError("the secret file must not be written inside the dataset directories")
         summary = cls().apply(data, out, secret, resolved, detector_rng(seed, cls.id))
-        echo_json(summary)
+        if as_json:
+            echo_json(summary)
+        else:
+            for key, value in sorted(summary.items()):
+                click.echo(f"{key}: {value}")
 
     params = [
         click.Argument(["data"], type=click.Path(path_type=Path)),
         click.Option(["--out"], required=True, type=click.Path(path_type=Path), help="New dataset location."),
         click.Option(["--secret"], required=True, type=click.Path(path_type=Path), help="Where to write the secret (JSON)."),
         click.Option(["--seed"], default=0, show_default=True, type=int),
+        click.Option(["--json", "as_json"], is_flag=True, help="Print the summary as JSON."),
     ]
     for p in cls.params:
         ptype = {int: int, float: float, bool: str}.get(p.type, str)

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from provscan.cli import cli, echo_json
+from provscan.cli import cli, echo_json, json_option
 
 
 @cli.group("keys")
@@ -20,7 +20,8 @@ def keys_group() -> None:
 @click.option("--passphrase/--no-passphrase", "ask", default=None,
               help="Encrypt the private key. Default: encrypt when PROVSCAN_KEY_PASSPHRASE is set "
                    "or when asked on a terminal.")
-def keys_new(name: str, ask: bool | None) -> None:
+@json_option
+def keys_new(name: str, ask: bool | None, as_json: bool) -> None:
     """Create key pair NAME (NAME.key mode 0600, NAME.pub) and print its key id."""
     from provscan.errors import ProvscanError
     from provscan.keys import PASSPHRASE_ENV, new_key
@@ -33,12 +34,16 @@ def keys_new(name: str, ask: bool | None) -> None:
     if ask is False:
         passphrase = None
     info = new_key(name, passphrase)
+    if as_json:
+        echo_json({"name": info.name, "keyid": info.keyid, "encrypted": info.encrypted,
+                   "private": str(info.private), "public": str(info.public)})
+        return
     click.echo(f"{info.name}  keyid {info.keyid}  {'encrypted' if info.encrypted else 'unencrypted'}")
     click.echo(f"private: {info.private}\npublic:  {info.public}")
 
 
 @keys_group.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def keys_list(as_json: bool) -> None:
     """List key pairs with their key ids."""
     from provscan.keys import key_dir, list_keys

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from provscan.cli import cli
+from provscan.cli import cli, echo_json, json_option
 
 
 @cli.group("policy")
@@ -14,7 +14,8 @@ def policy_group() -> None:
 
 @policy_group.command("check")
 @click.argument("ref")
-def policy_check(ref: str) -> None:
+@json_option
+def policy_check(ref: str, as_json: bool) -> None:
     """Validate a policy file (or builtin:NAME); exit 0 when valid, 2 with one line otherwise."""
     from provscan.plugins import get_host
     from provscan.policy import load_policy
@@ -23,6 +24,12 @@ def policy_check(ref: str) -> None:
     pol = load_policy(ref, host)
     known = host.detectors()
     missing = [d for d in pol.detectors if d not in known]
+    if as_json:
+        echo_json({"valid": True, "name": pol.name, "sha256": pol.sha256,
+                   "detectors": sorted(pol.detectors), "inconclusive": pol.inconclusive,
+                   "unlisted": pol.unlisted, "plugins": len(pol.plugins),
+                   "signers": len(pol.signers), "not_installed": missing})
+        return
     click.echo(f"valid: policy {pol.name!r} sha256:{pol.sha256[:16]} "
                f"({len(pol.detectors)} detector rules, inconclusive={pol.inconclusive}, "
                f"unlisted={pol.unlisted}, {len(pol.plugins)} allowed plugins, {len(pol.signers)} signers)")
@@ -31,12 +38,17 @@ def policy_check(ref: str) -> None:
 
 
 @policy_group.command("list")
-def policy_list() -> None:
+@json_option
+def policy_list(as_json: bool) -> None:
     """Policies shipped by provscan and the installed plugins (use as builtin:NAME)."""
     from provscan.plugins import get_host
     from provscan.policy import builtin_policies
 
     shipped = builtin_policies(get_host())
+    if as_json:
+        echo_json([{"name": name, "package": pkg, "ref": f"builtin:{pkg}/{name}"}
+                   for name, pkgs in sorted(shipped.items()) for pkg in pkgs])
+        return
     if not shipped:
         click.echo("no shipped policies")
     for name, pkgs in sorted(shipped.items()):

@@ -43,10 +43,12 @@ def open_options(device: str, dtype: str, batch_size: int, model_factory: str | 
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Directory for the certificate and reports (must not exist, or be empty).")
 @click.option("--quiet", is_flag=True, help="No progress bars and no report on stdout (for CI).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Shorthand for --format json in place of the text report.")
 @add_target_options
 def verify_cmd(target: str, detectors: tuple[str, ...], params: tuple[str, ...], seed: int,
                policy: str | None, sign: tuple[str, ...], formats: tuple[str, ...], out: Path | None,
-               quiet: bool, **target_opts: Any) -> None:
+               quiet: bool, as_json: bool, **target_opts: Any) -> None:
     """Scan TARGET with the selected detectors and exit by the policy's verdict.
 
     Exit codes: 0 pass, 1 policy failed, 2 usage or input error, 3 inconclusive.
@@ -57,6 +59,8 @@ def verify_cmd(target: str, detectors: tuple[str, ...], params: tuple[str, ...],
 
     if quiet:
         set_quiet(True)
+    if as_json:
+        formats = tuple(f for f in formats if f not in ("text", "json")) + ("json",)
     if out is None and len(set(formats)) > 1:
         raise ProvscanError("several --format values need --out DIR")
     result = verify(target, detectors=detectors, params=params, seed=seed, policy=policy,

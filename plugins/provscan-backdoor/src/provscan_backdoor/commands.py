@@ -24,8 +24,9 @@ def backdoor() -> None:
 @click.option("--epochs", default=20, show_default=True, type=click.IntRange(1))
 @click.option("--lr", default=3e-3, show_default=True, type=float)
 @click.option("--seed", default=1000, show_default=True, type=int, help="Seed of the first model.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def train_references_cmd(clean_data: Path, out: Path, count: int, factory: str, epochs: int,
-                         lr: float, seed: int) -> None:
+                         lr: float, seed: int, as_json: bool) -> None:
     """Train COUNT clean models on CLEAN_DATA with provscan's training loop (one per seed).
 
     The conformal p-value is valid when the model under test, if clean, comes from the same
@@ -33,7 +34,10 @@ def train_references_cmd(clean_data: Path, out: Path, count: int, factory: str, 
     from provscan_backdoor.training import train_references
 
     paths = train_references(clean_data, out, count, factory, epochs, lr, seed)
-    click.echo(json.dumps({"out": str(out), "models": [p.name for p in paths]}))
+    if as_json:
+        click.echo(json.dumps({"out": str(out), "models": [p.name for p in paths]}))
+    else:
+        click.echo(f"wrote {len(paths)} reference models to {out}")
 
 
 @backdoor.command("score-references")
@@ -43,8 +47,9 @@ def train_references_cmd(clean_data: Path, out: Path, count: int, factory: str, 
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Scores file (JSON).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--device", default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON.")
 def score_references_cmd(references: Path, detector_id: str, params: tuple[str, ...], out: Path,
-                         seed: int, device: str) -> None:
+                         seed: int, device: str, as_json: bool) -> None:
     """Score each model in REFERENCES once and write the scores (pass the file as the detector's
     ``references`` parameter; its statistic parameters must match the scan's)."""
     from provscan_backdoor.training import score_references
@@ -56,4 +61,9 @@ def score_references_cmd(references: Path, detector_id: str, params: tuple[str, 
             raise ProvscanError(f"malformed --param {item!r}: expected KEY=VALUE")
         given[key] = value
     doc = score_references(references, detector_id, given, out, seed, device)
-    click.echo(json.dumps({"out": str(out), "scores": doc["scores"]}))
+    if as_json:
+        click.echo(json.dumps({"out": str(out), "scores": doc["scores"]}))
+    else:
+        scores = doc["scores"]
+        click.echo(f"wrote {len(scores)} reference scores to {out} "
+                   f"(min {min(scores):.4g}, max {max(scores):.4g})")

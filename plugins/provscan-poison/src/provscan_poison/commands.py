@@ -22,7 +22,8 @@ def poison() -> None:
 @click.option("--out", required=True, type=click.Path(path_type=Path))
 @click.option("--relabel/--keep-labels", default=True, show_default=True,
               help="Set labels to the attacker's labels (for attack-success measurement).")
-def apply_trigger_cmd(data: Path, secret: Path, out: Path, relabel: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def apply_trigger_cmd(data: Path, secret: Path, out: Path, relabel: bool, as_json: bool) -> None:
     """Write a copy of DATA with the secret's trigger stamped on every image."""
     from provscan.datasets import load_dataset, quantize_like, save_dataset
     from provscan_poison.triggers import apply_trigger, load_secret, triggered_labels
@@ -34,7 +35,10 @@ def apply_trigger_cmd(data: Path, secret: Path, out: Path, relabel: bool) -> Non
     x = quantize_like(ds, apply_trigger(ds.x, sec))
     y = triggered_labels(ds.y, sec) if relabel else ds.y
     save_dataset(ds.replace(x, y), out)
-    click.echo(json.dumps({"out": str(out), "n": int(len(y))}))
+    if as_json:
+        click.echo(json.dumps({"out": str(out), "n": int(len(y))}))
+    else:
+        click.echo(f"wrote {out} ({len(y)} images with the trigger)")
 
 
 @poison.command("asr")
@@ -42,7 +46,8 @@ def apply_trigger_cmd(data: Path, secret: Path, out: Path, relabel: bool) -> Non
 @click.argument("data", type=click.Path(path_type=Path))
 @click.option("--secret", required=True, type=click.Path(path_type=Path))
 @click.option("--device", default="auto", show_default=True)
-def asr_cmd(model: str, data: Path, secret: Path, device: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the rates as JSON.")
+def asr_cmd(model: str, data: Path, secret: Path, device: str, as_json: bool) -> None:
     """Attack success rate and clean accuracy of MODEL on DATA under the secret's trigger."""
     from provscan.datasets import load_dataset
     from provscan.plugins import get_host
@@ -58,4 +63,9 @@ def asr_cmd(model: str, data: Path, secret: Path, device: str) -> None:
     def predict(x: np.ndarray) -> np.ndarray:
         return target.logits(x).argmax(-1)
 
-    click.echo(json.dumps(attack_success_rate(predict, ds.x, ds.y, sec), sort_keys=True))
+    rates = attack_success_rate(predict, ds.x, ds.y, sec)
+    if as_json:
+        click.echo(json.dumps(rates, sort_keys=True))
+    else:
+        for key, value in sorted(rates.items()):
+            click.echo(f"{key}: {value:.4g}" if isinstance(value, float) else f"{key}: {value}")

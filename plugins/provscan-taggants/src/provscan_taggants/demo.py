@@ -7,6 +7,7 @@ the taggants detector → reports → a one-screen summary. Every step calls lib
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,7 +183,19 @@ def _nl(claim: dict[str, Any]) -> str:
 @click.option("--mode", type=click.Choice(MODES), default="clean-label", show_default=True,
               help="clean-label taggants (labels untouched) or the visible dirty-label watermark baseline.")
 @click.option("--force", is_flag=True, help="Write into --out even if it is not empty.")
-def demo_command(out: Path, seed: int, mode: str, force: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def demo_command(out: Path, seed: int, mode: str, force: bool, as_json: bool) -> None:
     """Protect digits with data taggants, train a protected model and a clean twin, verify both."""
     result = run_demo(out, seed, mode, force, say=lambda line: click.echo(line, err=True))
-    click.echo(format_summary(result))
+    if as_json:
+        click.echo(json.dumps(summary_dict(result), indent=2, sort_keys=True))
+    else:
+        click.echo(format_summary(result))
+
+
+def summary_dict(r: DemoResult) -> dict[str, Any]:
+    """The demo's outcome as JSON-ready data (``provscan demo --json``)."""
+    return {"out": str(r.out), "seed": r.seed, "mode": r.mode, "protection": r.protect_summary,
+            "models": [{"name": m.name, "accuracy": m.accuracy, "verification": m.verification}
+                       for m in r.models],
+            "seconds": r.seconds}
