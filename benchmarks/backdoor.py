@@ -30,8 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def train(data: Path, out: Path, seed: int) -> float:
+    from provscan.architectures import small_cnn
+    from provscan.classifier_card import save_classifier
     from provscan.datasets import load_dataset
-    from provscan.models import save_classifier, small_cnn
     from provscan.training import train_classifier
 
     ds = load_dataset(data)

@@ -31,7 +31,7 @@ GRID = [(0.05, 96.0), (0.10, 32.0), (0.10, 64.0), (0.10, 96.0), (0.20, 96.0)]
 
 
 def train(x: np.ndarray, y: np.ndarray, seed: int) -> torch.nn.Module:
-    from provscan.models import small_cnn
+    from provscan.architectures import small_cnn
     from provscan.training import train_classifier
 
     torch.manual_seed(seed)

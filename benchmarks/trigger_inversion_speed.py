@@ -32,8 +32,9 @@ SETTINGS = {
 def build_model(work: Path) -> Path:
     from provscan_poison.injectors import BadNets
 
+    from provscan.architectures import small_cnn
+    from provscan.classifier_card import save_classifier
     from provscan.datasets import digits_dataset, save_dataset, split
-    from provscan.models import save_classifier, small_cnn
     from provscan.training import train_classifier
 
     train, test = split(digits_dataset(), 0.2, 0)

@@ -250,7 +250,7 @@ def torch_zip_crc_error(out: Path, canary: Path) -> Path:
 
 
 def hf_dir_malicious_bin(out: Path, canary: Path) -> Path:
-    from provscan.targets.tiny import save_tiny_hf
+    from provscan.testing.tiny import save_tiny_hf
 
     save_tiny_hf("gpt2", out, safe_serialization=False)
     state = torch.load(out / "pytorch_model.bin", weights_only=True)

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from provscan import calibration, stats
+from provscan import stats
+from provscan.testing import calibration
 
 N = 2000
 ALPHA = 0.05

@@ -14,9 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
 
 from provscan import api, certificate
+from provscan.architectures import small_cnn
 from provscan.certificate import CertificateError, pae, sign_statement, verify_envelope
+from provscan.classifier_card import save_classifier
 from provscan.keys import keyid, load_public_key
-from provscan.models import save_classifier, small_cnn
 
 DOCS_SCRIPT = Path(__file__).resolve().parents[1] / "docs" / "examples" / "verify_certificate.py"
 
@@ -228,7 +229,7 @@ def test_endpoint_certificate_round_trip(tmp_path):
     """A URL target: subject = URL#model with an identity digest, and no file digest to compare."""
     from provscan.plugins import new_host
     from provscan.targets import ClassifierTarget
-    from provscan.testing_server import serve_target
+    from provscan.testing.server import serve_target
 
     torch.manual_seed(0)
     local = ClassifierTarget(small_cnn(), 10, (1, 8, 8), location="mem", format="test", batch_size=16)

@@ -9,7 +9,8 @@ from pathlib import Path
 import click
 import pytest
 
-from provscan import docgen, errors, hookspecs
+from provscan import errors, hookspecs
+from provscan.dev import docgen
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -54,7 +55,7 @@ def test_every_hook_docstring_says_when_and_returns():
 def test_generated_docs_are_not_stale():
     for rel, expected in docgen.generate(ROOT).items():
         current = (ROOT / rel).read_text() if (ROOT / rel).exists() else ""
-        assert current == expected, f"{rel} is stale: run `python -m provscan.docgen`"
+        assert current == expected, f"{rel} is stale: run `python -m provscan.dev.docgen`"
 
 
 def test_cli_reference_lists_every_command():

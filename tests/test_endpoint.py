@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from provscan.architectures import small_cnn
 from provscan.errors import ProvscanError
-from provscan.models import small_cnn
 from provscan.targets import ClassifierTarget, LMTarget
 from provscan.targets.endpoint import EndpointClassifierTarget, EndpointLMTarget, open_endpoint
-from provscan.targets.tiny import save_tiny_hf
-from provscan.testing_server import serve_target, start_server
+from provscan.testing.server import serve_target, start_server
+from provscan.testing.tiny import save_tiny_hf
 
 
 @pytest.fixture(scope="module")

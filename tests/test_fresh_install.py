@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from provscan.docgen import first_party_distributions
+from provscan.dev.docgen import first_party_distributions
 from provscan.plugins import DEFAULT_PLUGINS
 
 ROOT = Path(__file__).resolve().parent.parent

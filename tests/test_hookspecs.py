@@ -16,9 +16,10 @@ import torch
 
 import provscan
 from provscan import hookspecs
+from provscan.architectures import small_cnn
+from provscan.classifier_card import MODEL_CARD, save_classifier
 from provscan.detectors import Detector, Injector
 from provscan.evidence import Claim, Evidence
-from provscan.models import MODEL_CARD, save_classifier, small_cnn
 from provscan.params import Param
 from provscan.policy import Policy
 from provscan.scan import Scan, run_scan

@@ -6,7 +6,7 @@ import json
 
 import torch
 
-from provscan.targets.tiny import save_tiny_hf
+from provscan.testing.tiny import save_tiny_hf
 
 
 def test_inspect_hf_dir_json(tmp_path, run_cli):

@@ -221,7 +221,7 @@ def test_duplicate_injector_and_model_factory_names():
         host.injectors()
     host = new_host()
     host.register(_plugin(register_model_factories={"small-cnn": lambda: None}), name="shadow")
-    with pytest.raises(PluginError, match="small-cnn.*provscan.default_plugins.models.*shadow"):
+    with pytest.raises(PluginError, match="small-cnn.*provscan.default_plugins.model_factories.*shadow"):
         host.model_factories()
 
 

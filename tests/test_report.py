@@ -11,10 +11,11 @@ import torch
 
 import provscan
 from provscan import api
+from provscan.architectures import small_cnn
 from provscan.certificate import load_schema
+from provscan.classifier_card import save_classifier
 from provscan.detectors import Detector
 from provscan.evidence import Bound, Claim, Evidence
-from provscan.models import save_classifier, small_cnn
 from provscan.report import JsonReporter, TextReporter
 from provscan.report import svg as svgplot
 from provscan.report.html import HtmlReporter

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from provscan.safety import Verdict, scan_path
+from provscan.safety import SafetyVerdict, scan_path
 from provscan.safety.pickle_scan import analyse_pickle
 from provscan.safety.safetensors_check import validate
 
@@ -37,7 +37,7 @@ MALICIOUS, reduce_os_system_p2, torch_zip_payload = _m.MALICIOUS, _m.reduce_os_s
 def test_malicious_checkpoint_refused_by_inspect_and_verify(shape, tmp_path, run_cli):
     canary = tmp_path / "CANARY"
     target = MALICIOUS[shape](tmp_path / "ckpt", canary)
-    assert scan_path(target).verdict != Verdict.SAFE
+    assert scan_path(target).verdict != SafetyVerdict.SAFE
     res = run_cli("inspect", target, "--json")
     assert res.exit_code in (1, 3), res.output
     assert json.loads(res.output)["verdict"] in ("unsafe", "inconclusive")
@@ -71,7 +71,7 @@ def test_benign_torch_save_is_safe_and_summarised(tmp_path):
         torch.save(sd, path, _use_new_zipfile_serialization=not legacy)
         report = scan_path(path)
         f = report.files[0]
-        assert report.verdict == Verdict.SAFE, f.findings
+        assert report.verdict == SafetyVerdict.SAFE, f.findings
         assert f.format == ("torch-legacy" if legacy else "torch-zip")
         assert f.info["tensors"] == 5
         assert f.info["parameters"] == 12 + 5 + 4 + 4 + 2
@@ -83,13 +83,13 @@ def test_module_state_dict_and_nested_containers_are_safe(tmp_path):
     torch.save({"state_dict": model.state_dict(), "epoch": 3, "names": ["a", "b"], "lr": 0.1,
                 "blob": b"\x00\x01"}, tmp_path / "ckpt.pth")
     report = scan_path(tmp_path / "ckpt.pth")
-    assert report.verdict == Verdict.SAFE, report.files[0].findings
+    assert report.verdict == SafetyVerdict.SAFE, report.files[0].findings
 
 
 def test_full_module_pickle_is_refused(tmp_path):
     torch.save(torch.nn.Linear(2, 2), tmp_path / "full.pt")
     f = scan_path(tmp_path / "full.pt").files[0]
-    assert f.verdict == Verdict.UNSAFE and "torch.nn.modules.linear.Linear" in f.findings[0]
+    assert f.verdict == SafetyVerdict.UNSAFE and "torch.nn.modules.linear.Linear" in f.findings[0]
 
 
 def test_allowlisted_value_cannot_be_called():
@@ -110,17 +110,17 @@ def test_truncated_and_garbage_pickles_are_inconclusive(tmp_path):
     assert analyse_pickle(good).verdict == "safe"
     assert analyse_pickle(good[:-3]).verdict == "inconclusive"
     (tmp_path / "x.bin").write_bytes(b"\x80\x02\xff\xfe garbage")
-    assert scan_path(tmp_path / "x.bin").verdict == Verdict.INCONCLUSIVE
+    assert scan_path(tmp_path / "x.bin").verdict == SafetyVerdict.INCONCLUSIVE
 
 
 def test_unknown_files_are_inconclusive_never_safe(tmp_path):
     (tmp_path / "weights.gguf").write_bytes(b"GGUF\x03\x00")
     (tmp_path / "config.json").write_text("{}")
     report = scan_path(tmp_path)
-    assert report.verdict == Verdict.INCONCLUSIVE
+    assert report.verdict == SafetyVerdict.INCONCLUSIVE
     (tmp_path / "weights.gguf").unlink()
     (tmp_path / "config.json").write_text("{not json")
-    assert scan_path(tmp_path).verdict == Verdict.INCONCLUSIVE
+    assert scan_path(tmp_path).verdict == SafetyVerdict.INCONCLUSIVE
 
 
 def test_memo_read_before_write_is_inconclusive():
@@ -152,7 +152,7 @@ def test_safetensors_accepts_real_file(tmp_path):
     save_file({"a": torch.zeros(3, 2), "b": torch.ones(4, dtype=torch.float16), "e": torch.zeros(0)},
               str(tmp_path / "m.safetensors"))
     f = scan_path(tmp_path / "m.safetensors").files[0]
-    assert f.verdict == Verdict.SAFE, f.findings
+    assert f.verdict == SafetyVerdict.SAFE, f.findings
     assert f.info["tensors"] == 3 and f.info["parameters"] == 10 and f.info["bytes"] == 32
 
 
@@ -181,17 +181,17 @@ def test_safetensors_length_and_duplicate_keys(tmp_path):
     p.write_bytes(struct.pack("<Q", len(hdr)) + hdr + b"\x00")
     assert "duplicate" in scan_path(p).files[0].findings[0]
     p.write_bytes(b"\x01\x00")
-    assert scan_path(p).verdict == Verdict.UNSAFE
+    assert scan_path(p).verdict == SafetyVerdict.UNSAFE
 
 
 def test_hf_bin_saved_like_transformers_is_safe_and_loads(tmp_path):
     from provscan.default_plugins.loaders import open_hf_dir
     from provscan.targets import OpenOptions
-    from provscan.targets.tiny import save_tiny_hf
+    from provscan.testing.tiny import save_tiny_hf
 
     path = save_tiny_hf("gpt2", tmp_path / "gpt2", safe_serialization=False)
     assert (path / "pytorch_model.bin").exists() and not (path / "model.safetensors").exists()
-    assert scan_path(path).verdict == Verdict.SAFE
+    assert scan_path(path).verdict == SafetyVerdict.SAFE
     target = open_hf_dir(path, OpenOptions(device="cpu"))
     assert target.kind == "causal-lm"
     assert len(target.generate(["the cat"], n=2, max_new_tokens=3)[0]) == 2

@@ -4,8 +4,9 @@ from pathlib import Path
 
 import torch
 
+from provscan.architectures import small_cnn
+from provscan.classifier_card import save_classifier
 from provscan.datasets import digits_dataset, split
-from provscan.models import save_classifier, small_cnn
 from provscan.training import accuracy, train_classifier
 
 

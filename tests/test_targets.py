@@ -10,7 +10,7 @@ import torch
 
 from provscan.errors import ProvscanError, UnsafeCheckpointError
 from provscan.targets import ClassifierTarget, LMTarget, OpenOptions, TextClassifierTarget
-from provscan.targets.tiny import save_tiny_hf
+from provscan.testing.tiny import save_tiny_hf
 
 CPU = OpenOptions(device="cpu", batch_size=4)
 
@@ -87,7 +87,7 @@ def test_hf_dir_with_malicious_bin_is_refused_by_the_loader(tmp_path, provscan_h
 
 
 def _cnn():
-    from provscan.models import small_cnn
+    from provscan.architectures import small_cnn
 
     m = small_cnn()
     m.num_classes, m.input_shape = 10, (1, 8, 8)

@@ -6,7 +6,7 @@ any subset of the spec's parameters (they are passed by keyword); a function mar
 ``@provscan.hookimpl`` whose name or parameters match no hook is an error when the plugin loads.
 Registry hooks (``register_*``) *return* what they provide, so the host knows which plugin
 provided what. The hooks reference in ``docs/plugins/hooks.md`` is generated from this module
-(``python -m provscan.docgen``).
+(``python -m provscan.dev.docgen``).
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ PASSPHRASE_ENV = "PROVSCAN_KEY_PASSPHRASE"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
-class KeyError_(ProvscanError):
+class KeyFileError(ProvscanError):
     """A key could not be found, read or decrypted."""
 
 
@@ -52,7 +52,7 @@ class KeyInfo:
 
 def _check_name(name: str) -> None:
     if not _NAME.match(name):
-        raise KeyError_(f"invalid key name {name!r}: use letters, digits, '.', '_' or '-'")
+        raise KeyFileError(f"invalid key name {name!r}: use letters, digits, '.', '_' or '-'")
 
 
 def new_key(name: str, passphrase: str | None = None, directory: Path | None = None) -> KeyInfo:
@@ -61,7 +61,7 @@ def new_key(name: str, passphrase: str | None = None, directory: Path | None = N
     d = Path(directory) if directory is not None else key_dir()
     priv_path, pub_path = d / f"{name}.key", d / f"{name}.pub"
     if priv_path.exists() or pub_path.exists():
-        raise KeyError_(f"key {name!r} already exists in {d}")
+        raise KeyFileError(f"key {name!r} already exists in {d}")
     key = Ed25519PrivateKey.generate()
     enc: serialization.KeySerializationEncryption = (
         serialization.BestAvailableEncryption(passphrase.encode()) if passphrase
@@ -102,7 +102,7 @@ def _resolve(name_or_path: str | Path, suffix: str) -> Path:
         candidate = key_dir() / f"{name_or_path}{suffix}"
         if candidate.is_file():
             return candidate
-    raise KeyError_(f"no such key: {name_or_path} (not a file, nor a key in {key_dir()})")
+    raise KeyFileError(f"no such key: {name_or_path} (not a file, nor a key in {key_dir()})")
 
 
 def load_public_key(name_or_path: str | Path) -> Ed25519PublicKey:
@@ -111,9 +111,9 @@ def load_public_key(name_or_path: str | Path) -> Ed25519PublicKey:
     try:
         key = serialization.load_pem_public_key(path.read_bytes())
     except (ValueError, TypeError) as exc:
-        raise KeyError_(f"{path}: not a PEM public key ({exc})") from None
+        raise KeyFileError(f"{path}: not a PEM public key ({exc})") from None
     if not isinstance(key, Ed25519PublicKey):
-        raise KeyError_(f"{path}: not an Ed25519 public key")
+        raise KeyFileError(f"{path}: not an Ed25519 public key")
     return key
 
 
@@ -124,7 +124,7 @@ def load_private_key(name_or_path: str | Path, passphrase: str | None = None,
     path = _resolve(name_or_path, ".key")
     data = path.read_bytes()
     if b"PRIVATE KEY" not in data:
-        raise KeyError_(f"{path}: not a PEM private key")
+        raise KeyFileError(f"{path}: not a PEM private key")
     encrypted = b"ENCRYPTED" in data[:64]
     secret: bytes | None = None
     if encrypted:
@@ -132,15 +132,15 @@ def load_private_key(name_or_path: str | Path, passphrase: str | None = None,
         if text is None and prompt is not None:
             text = prompt(f"passphrase for {path.name}")
         if not text:
-            raise KeyError_(f"{path} is encrypted: set {PASSPHRASE_ENV} or run on a terminal")
+            raise KeyFileError(f"{path} is encrypted: set {PASSPHRASE_ENV} or run on a terminal")
         secret = text.encode()
     try:
         key = serialization.load_pem_private_key(data, password=secret)
     except ValueError:
         what = "wrong passphrase for" if encrypted else "cannot read private key"
-        raise KeyError_(f"{what} {path}") from None
+        raise KeyFileError(f"{what} {path}") from None
     except TypeError as exc:
-        raise KeyError_(f"{path}: {exc}") from None
+        raise KeyFileError(f"{path}: {exc}") from None
     if not isinstance(key, Ed25519PrivateKey):
-        raise KeyError_(f"{path}: not an Ed25519 private key")
+        raise KeyFileError(f"{path}: not an Ed25519 private key")
     return key

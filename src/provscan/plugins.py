@@ -38,7 +38,7 @@ DEFAULT_PLUGINS = (
     "provscan.default_plugins.file_safety",
     "provscan.default_plugins.loaders",
     "provscan.default_plugins.reporters",
-    "provscan.default_plugins.models",
+    "provscan.default_plugins.model_factories",
 )
 
 #: Hooks whose results are registries keyed by a name; checked when each plugin loads.

@@ -85,7 +85,7 @@ class Policy:
 
 
 @dataclass
-class Verdict:
+class PolicyVerdict:
     status: str  # pass | fail | inconclusive
     reasons: list[str]
     warnings: list[str] = field(default_factory=list)
@@ -281,7 +281,7 @@ def version_in_range(version: str, spec: str) -> bool:
 # ---------------------------------------------------------------- evaluation
 
 
-def evaluate(policy: Policy, evidence: list[Evidence], plugins: dict[str, str] | None = None) -> Verdict:
+def evaluate(policy: Policy, evidence: list[Evidence], plugins: dict[str, str] | None = None) -> PolicyVerdict:
     """Judge every detector's evidence. Findings under a ``fail`` rule fail the gate (exit 1);
     errors, inconclusive claims and missing required detectors make it inconclusive (exit 3)
     unless ``inconclusive = "warn"``. ``plugins`` maps distribution → version for the allow-list."""
@@ -332,7 +332,7 @@ def evaluate(policy: Policy, evidence: list[Evidence], plugins: dict[str, str] |
         warnings.extend(unclear)
         unclear = []
     if fails:
-        return Verdict("fail", fails + unclear, warnings, judged)
+        return PolicyVerdict("fail", fails + unclear, warnings, judged)
     if unclear:
-        return Verdict("inconclusive", unclear, warnings, judged)
-    return Verdict("pass", [], warnings, judged)
+        return PolicyVerdict("inconclusive", unclear, warnings, judged)
+    return PolicyVerdict("pass", [], warnings, judged)

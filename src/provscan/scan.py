@@ -16,10 +16,9 @@ from provscan.errors import ProvscanError
 from provscan.evidence import Claim, Decision, Evidence
 from provscan.params import resolve_params
 from provscan.plugins import Host
-from provscan.policy import Policy, Verdict, evaluate
+from provscan.policy import Policy, PolicyVerdict, evaluate
 from provscan.progress import progress
-from provscan.safety import SafetyReport, scan_path
-from provscan.safety import Verdict as SafetyVerdict
+from provscan.safety import SafetyReport, SafetyVerdict, scan_path
 from provscan.targets.base import FilesTarget, OpenOptions, Target
 
 FILE_SAFETY = "file-safety"
@@ -45,7 +44,7 @@ class Scan:
 class ScanResult:
     scan: Scan
     evidence: list[Evidence]
-    verdict: Verdict
+    verdict: PolicyVerdict
     finished_at: str
     environment: dict[str, Any]
     plugins: dict[str, str] = field(default_factory=dict)  # distribution -> version

@@ -16,8 +16,9 @@ EPOCHS = 20
 
 
 def train_model(data: Path, out: Path, seed: int) -> None:
+    from provscan.architectures import small_cnn
+    from provscan.classifier_card import save_classifier
     from provscan.datasets import load_dataset
-    from provscan.models import save_classifier, small_cnn
     from provscan.training import train_classifier
 
     ds = load_dataset(data)

@@ -73,7 +73,7 @@ def test_same_probe_through_the_openai_compatible_endpoint(spin_model, run_cli, 
 
     from provscan.default_plugins.loaders import open_hf_dir
     from provscan.targets import OpenOptions
-    from provscan.testing_server import serve_target
+    from provscan.testing.server import serve_target
 
     model_dir = spin_model("causal", 0, True)
     _, local_claim, _ = _verify(run_cli, tmp_path, model_dir, "causal", 0)

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from provscan.architectures import mlp
+from provscan.classifier_card import save_classifier
 from provscan.datasets import ImageDataset, digits_dataset, split
-from provscan.models import mlp, save_classifier
 from provscan.training import train_classifier
 
 MLP_CONFIG = {"in_channels": 1, "num_classes": 10, "image_size": 8, "hidden": 128}

@@ -20,7 +20,7 @@ from provscan.api import verify
 from provscan.datasets import save_dataset
 from provscan.detectors import detector_rng
 from provscan.targets.base import ClassifierTarget
-from provscan.testing_server import serve_target
+from provscan.testing.server import serve_target
 
 sys.path.insert(0, str(Path(__file__).parent))
 from taggants_helpers import digits_split, train_mlp_dir  # noqa: E402
@@ -98,7 +98,7 @@ class LabelOnly(ClassifierTarget):
 def _module(path: Path) -> torch.nn.Module:
     from safetensors.torch import load_file
 
-    from provscan.models import mlp
+    from provscan.architectures import mlp
 
     m = mlp(in_channels=1, num_classes=10, image_size=8, hidden=128)
     m.load_state_dict(load_file(str(path / "model.safetensors")))

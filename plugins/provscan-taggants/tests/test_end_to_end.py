@@ -16,7 +16,7 @@ import pytest
 from provscan_taggants.demo import run_demo
 
 import provscan
-from provscan.models import save_classifier
+from provscan.classifier_card import save_classifier
 
 sys.path.insert(0, str(Path(__file__).parent))
 import external_train  # noqa: E402

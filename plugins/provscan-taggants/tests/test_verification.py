@@ -14,7 +14,7 @@ from provscan_taggants.craft import draw_key_labels, smooth_keys
 from provscan_taggants.verification import label_beats, rank_test, topk_hits_from_scores, topk_test
 from scipy import stats as st
 
-from provscan.calibration import from_p_values
+from provscan.testing.calibration import from_p_values
 
 sys.path.insert(0, str(Path(__file__).parent))
 from taggants_helpers import digits_split, train_mlp_dir  # noqa: E402
@@ -62,7 +62,7 @@ def test_calibration_redrawing_labels_on_a_clean_model(shared_artifact) -> None:
     Clopper-Pearson interval around each test's exact size, and that size is <= alpha."""
     from safetensors.torch import load_file
 
-    from provscan.models import mlp
+    from provscan.architectures import mlp
 
     path = shared_artifact("taggants-clean-mlp", _clean_model)
     module = mlp(in_channels=1, num_classes=10, image_size=8, hidden=128)

@@ -23,8 +23,8 @@ EXIT_BY_VERDICT = {"safe": EXIT_OK, "unsafe": EXIT_POLICY_FAILED, "inconclusive"
 
 def guess_kind(path: Path) -> str:
     """Target kind from metadata files read as JSON (nothing from the checkpoint runs)."""
+    from provscan.classifier_card import MODEL_CARD
     from provscan.default_plugins.loaders import TORCH_SUFFIXES, hf_kind
-    from provscan.models import MODEL_CARD
 
     if path.is_dir():
         if (path / MODEL_CARD).is_file():

@@ -9,7 +9,7 @@ import numpy as np
 import provscan
 from provscan.detectors import TARGET_KINDS, Detector
 from provscan.evidence import Claim, Decision, Evidence
-from provscan.safety import Verdict
+from provscan.safety import SafetyVerdict
 
 
 class FileSafetyDetector(Detector):
@@ -25,9 +25,9 @@ class FileSafetyDetector(Detector):
             files: list[Any] = []
         else:
             files = report.to_dict()["files"]
-            decision = {Verdict.SAFE: Decision.NO_EVIDENCE, Verdict.UNSAFE: Decision.FINDING,
-                        Verdict.INCONCLUSIVE: Decision.INCONCLUSIVE}[report.verdict]
-            bad = [f for f in report.files if f.verdict != Verdict.SAFE]
+            decision = {SafetyVerdict.SAFE: Decision.NO_EVIDENCE, SafetyVerdict.UNSAFE: Decision.FINDING,
+                        SafetyVerdict.INCONCLUSIVE: Decision.INCONCLUSIVE}[report.verdict]
+            bad = [f for f in report.files if f.verdict != SafetyVerdict.SAFE]
             summary = "; ".join(f"{f.path}: {f.verdict.value} ({', '.join(f.findings) or 'n/a'})"
                                 for f in bad[:5]) or f"{len(files)} file(s) understood, nothing outside the allowlists"
         claim = Claim(
@@ -35,7 +35,7 @@ class FileSafetyDetector(Detector):
             null_hypothesis="the checkpoint files contain no construct that executes code when loaded",
             test="deterministic static analysis (default-deny allowlists)",
             statistic=None, p_value=None, alpha=0.0, n=len(files), exact=True,
-            counts={v.value: sum(1 for f in files if f["verdict"] == v.value) for v in Verdict},
+            counts={v.value: sum(1 for f in files if f["verdict"] == v.value) for v in SafetyVerdict},
             decision=decision, summary=summary,
         )
         return Evidence(self.id, self.version, self.plugin or "provscan", target.kind, [claim],

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import provscan
+from provscan.classifier_card import MODEL_CARD, build_from_card
 from provscan.errors import ProvscanError, UnsafeCheckpointError
-from provscan.models import MODEL_CARD, build_from_card
-from provscan.safety.report import Verdict
+from provscan.safety.report import SafetyVerdict
 from provscan.safety.scan import scan_file
 from provscan.targets.base import (
     ClassifierTarget,
@@ -66,7 +66,7 @@ def _common(path: Path, fmt: str, options: OpenOptions) -> dict[str, Any]:
 def require_safe(path: Path, rel: str | None = None) -> None:
     """Re-scan one file right before loading it; anything but ``safe`` refuses the load."""
     result = scan_file(rel or path.name, path)
-    if result.verdict != Verdict.SAFE:
+    if result.verdict != SafetyVerdict.SAFE:
         why = "; ".join(result.findings[:2]) or "not understood"
         raise UnsafeCheckpointError(f"{rel or path.name}: file-safety verdict {result.verdict.value} ({why}); not loaded")
 

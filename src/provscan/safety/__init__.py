@@ -5,7 +5,7 @@ free of anything outside the allowlists), ``unsafe`` (a forbidden construct was 
 ``inconclusive`` (not understood: never treated as safe).
 """
 
-from provscan.safety.report import FileSafety, SafetyReport, Verdict
+from provscan.safety.report import FileSafety, SafetyReport, SafetyVerdict
 from provscan.safety.scan import scan_path
 
-__all__ = ["FileSafety", "SafetyReport", "Verdict", "scan_path"]
+__all__ = ["FileSafety", "SafetyReport", "SafetyVerdict", "scan_path"]

@@ -7,7 +7,7 @@ from enum import Enum
 from typing import Any
 
 
-class Verdict(str, Enum):
+class SafetyVerdict(str, Enum):
     SAFE = "safe"
     UNSAFE = "unsafe"
     INCONCLUSIVE = "inconclusive"
@@ -17,7 +17,7 @@ class Verdict(str, Enum):
 class FileSafety:
     path: str
     format: str
-    verdict: Verdict
+    verdict: SafetyVerdict
     findings: list[str] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -27,13 +27,13 @@ class SafetyReport:
     files: list[FileSafety]
 
     @property
-    def verdict(self) -> Verdict:
+    def verdict(self) -> SafetyVerdict:
         verdicts = {f.verdict for f in self.files}
-        if Verdict.UNSAFE in verdicts:
-            return Verdict.UNSAFE
-        if Verdict.INCONCLUSIVE in verdicts or not self.files:
-            return Verdict.INCONCLUSIVE
-        return Verdict.SAFE
+        if SafetyVerdict.UNSAFE in verdicts:
+            return SafetyVerdict.UNSAFE
+        if SafetyVerdict.INCONCLUSIVE in verdicts or not self.files:
+            return SafetyVerdict.INCONCLUSIVE
+        return SafetyVerdict.SAFE
 
     def to_dict(self) -> dict[str, Any]:
         return {"verdict": self.verdict.value,

@@ -15,7 +15,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from provscan.safety.report import FileSafety, Verdict
+from provscan.safety.report import FileSafety, SafetyVerdict
 
 MAX_HEADER = 100 * 1024 * 1024
 DTYPE_BITS = {"BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8, "I16": 16,
@@ -69,8 +69,8 @@ def scan_safetensors(rel: str, path: Path) -> FileSafety:
         header, n, size = read_header(path)
         info = validate(header, size - 8 - n)
     except ValueError as exc:
-        return FileSafety(rel, "safetensors", Verdict.UNSAFE, [str(exc)])
-    return FileSafety(rel, "safetensors", Verdict.SAFE, [], info)
+        return FileSafety(rel, "safetensors", SafetyVerdict.UNSAFE, [str(exc)])
+    return FileSafety(rel, "safetensors", SafetyVerdict.SAFE, [], info)
 
 
 def validate(header: dict[str, Any], buffer_len: int) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from provscan.digest import list_files
-from provscan.safety.report import FileSafety, SafetyReport, Verdict
+from provscan.safety.report import FileSafety, SafetyReport, SafetyVerdict
 from provscan.safety.safetensors_check import scan_safetensors
 from provscan.safety.torchfile import scan_legacy_or_pickle, scan_torch_zip
 
@@ -61,10 +61,10 @@ def scan_file(rel: str, full: Path) -> FileSafety:
             try:
                 json.loads(full.read_text(encoding="utf-8"))
             except (UnicodeDecodeError, ValueError) as exc:
-                return FileSafety(rel, "json", Verdict.INCONCLUSIVE, [f"not valid JSON ({exc})"])
-            return FileSafety(rel, "json", Verdict.SAFE)
+                return FileSafety(rel, "json", SafetyVerdict.INCONCLUSIVE, [f"not valid JSON ({exc})"])
+            return FileSafety(rel, "json", SafetyVerdict.SAFE)
         if fmt == "text":
-            return FileSafety(rel, full.suffix.lstrip(".") or "text", Verdict.SAFE)
+            return FileSafety(rel, full.suffix.lstrip(".") or "text", SafetyVerdict.SAFE)
     except OSError as exc:
-        return FileSafety(rel, "unreadable", Verdict.INCONCLUSIVE, [f"cannot read ({exc.strerror})"])
-    return FileSafety(rel, "unknown", Verdict.INCONCLUSIVE, ["format not understood"])
+        return FileSafety(rel, "unreadable", SafetyVerdict.INCONCLUSIVE, [f"cannot read ({exc.strerror})"])
+    return FileSafety(rel, "unknown", SafetyVerdict.INCONCLUSIVE, ["format not understood"])

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from provscan.safety.pickle_scan import PickleAnalysis, analyse_pickle
-from provscan.safety.report import FileSafety, Verdict
+from provscan.safety.report import FileSafety, SafetyVerdict
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
@@ -36,8 +36,8 @@ def _result(rel: str, fmt: str, a: PickleAnalysis | None, unsafe: list[str], inc
         unsafe = unsafe + a.unsafe
         inconclusive = inconclusive + a.inconclusive
         info.update(globals=a.globals, pickle_protocol=a.protocol)
-    verdict = Verdict.UNSAFE if unsafe else Verdict.INCONCLUSIVE if inconclusive else Verdict.SAFE
-    if a is not None and verdict == Verdict.SAFE:
+    verdict = SafetyVerdict.UNSAFE if unsafe else SafetyVerdict.INCONCLUSIVE if inconclusive else SafetyVerdict.SAFE
+    if a is not None and verdict == SafetyVerdict.SAFE:
         info.update(tensors_summary(a))
     return FileSafety(rel, fmt, verdict, unsafe + inconclusive, info)
 
@@ -57,7 +57,7 @@ def scan_torch_zip(rel: str, path: Path) -> FileSafety:
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        return FileSafety(rel, "zip", Verdict.UNSAFE, [f"malformed zip archive ({exc})"])
+        return FileSafety(rel, "zip", SafetyVerdict.UNSAFE, [f"malformed zip archive ({exc})"])
     with zf, open(path, "rb") as raw:
         infos = zf.infolist()
         names = [i.filename for i in infos]

@@ -1,7 +1,7 @@
 """Black-box targets behind HTTP: OpenAI-compatible LMs and the provscan classifier protocol.
 
 Language models: any server speaking the OpenAI API (vLLM, TGI, Ollama, llama.cpp, the test
-server in :mod:`provscan.testing_server`). ``generate`` uses ``POST /v1/completions`` (default) or
+server in :mod:`provscan.testing.server`). ``generate`` uses ``POST /v1/completions`` (default) or
 ``POST /v1/chat/completions`` (``api="chat"``), sends requests concurrently and passes a seed
 derived from the call's seed and the request number (servers that honour ``seed`` are then
 reproducible for a fixed batch size). ``loglik`` uses ``/v1/completions`` with ``echo`` and

@@ -14,8 +14,8 @@ def train_references(clean_data: Path, out: Path, count: int, factory: str = "sm
                      epochs: int = 20, lr: float = 3e-3, seed: int = 1000) -> list[Path]:
     """Train ``count`` models on ``clean_data`` (seeds ``seed .. seed+count-1``) into ``out/ref-*``,
     written atomically as one directory."""
+    from provscan.classifier_card import save_classifier
     from provscan.datasets import load_dataset
-    from provscan.models import save_classifier
     from provscan.plugins import get_host
     from provscan.training import train_classifier
 

@@ -320,7 +320,7 @@ def conformal_claim(params: dict[str, Any], probe: Probe, scorers: dict[str, Any
     """Rank of the target's strongest candidate statistic among clean reference models' strongest
     statistics on the same probe: p = (1 + #{ref >= target}) / (R + 1)."""
     from provscan.plugins import get_host
-    from provscan.safety import Verdict, scan_path
+    from provscan.safety import SafetyVerdict, scan_path
     from provscan.stats import conformal_p_value
     from provscan.targets import OpenOptions
 
@@ -332,7 +332,7 @@ def conformal_claim(params: dict[str, Any], probe: Probe, scorers: dict[str, Any
         if not Path(loc).exists():
             raise ProvscanError(f"spin: reference {loc} does not exist")
         report = scan_path(Path(loc))
-        if report.verdict != Verdict.SAFE:
+        if report.verdict != SafetyVerdict.SAFE:
             raise ProvscanError(f"spin: reference {loc} failed the file-safety scan ({report.verdict.value})")
         ref = get_host().hook.open_target(location=loc, options=OpenOptions())
         if ref is None:

@@ -17,10 +17,10 @@ import click
 import numpy as np
 import torch
 
+from provscan.classifier_card import save_classifier
 from provscan.datasets import digits_dataset, save_dataset, split
 from provscan.digest import compute_manifest
 from provscan.errors import ProvscanError
-from provscan.models import save_classifier
 from provscan.training import accuracy, train_classifier
 from provscan_taggants.protect import MODES, TaggantConfig, protect, tiny_model_threads
 from provscan_taggants.secret import write_secret

@@ -1,11 +1,11 @@
-"""Built-in model factories (see :mod:`provscan.models`)."""
+"""Built-in model factories (see :mod:`provscan.architectures`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import provscan
-from provscan.models import FACTORIES
+from provscan.architectures import FACTORIES
 
 
 @provscan.hookimpl

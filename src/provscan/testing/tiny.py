@@ -4,7 +4,7 @@ Nothing is downloaded: the tokenizer is a word-level ``tokenizers`` model traine
 the given texts and wrapped in ``PreTrainedTokenizerFast``; the models are 2-layer GPT-2 / BART /
 T5 / BERT / ViT with a few thousand parameters, saved with ``save_pretrained`` (safetensors).
 
-    from provscan.targets.tiny import save_tiny_hf
+    from provscan.testing.tiny import save_tiny_hf
     save_tiny_hf("gpt2", out_dir)            # then: provscan inspect out_dir / provscan verify out_dir
 """
 

@@ -2,7 +2,7 @@
 
 Usage::
 
-    from provscan.testing_server import serve_target
+    from provscan.testing.server import serve_target
 
     with serve_target(lm_target, model_name="tiny-gpt2") as base_url:   # "http://127.0.0.1:PORT/v1"
         target = provscan.targets.endpoint.open_endpoint(base_url)      # or `provscan verify base_url`
