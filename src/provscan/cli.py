@@ -88,7 +88,7 @@ def _load_commands() -> None:
     """Import the command modules (each adds its commands to ``cli``)."""
     import importlib
 
-    for name in ("host", "verify", "inject", "inspect", "keys", "cert", "policy"):
+    for name in ("host", "verify", "fleet", "inject", "inspect", "keys", "cert", "policy"):
         importlib.import_module(f"provscan.commands.{name}")
 
 

@@ -21,6 +21,12 @@ class Detector:
     resolved parameters (defaults applied, types checked) and a seeded generator; it returns
     :class:`~provscan.evidence.Evidence` whose claims say the null hypothesis in words. A detector
     that cannot decide returns an inconclusive claim, never a clean one.
+
+    ``resources`` says what one run needs, for fleet scans (``provscan verify-many --engine ray``
+    requests it for the target's task, taking the largest value of each key over the target's
+    detectors): ``CPU`` (cores, default 1), ``GPU`` (devices, default 0), ``memory`` (bytes of RAM
+    to reserve, default 0: none reserved), and any other key is a custom Ray resource (e.g.
+    ``{"CPU": 1, "GPU": 1}`` for a detector that wants a GPU). Keys left out take those defaults.
     """
 
     id: ClassVar[str]
@@ -29,6 +35,7 @@ class Detector:
     applies_to: ClassVar[tuple[str, ...]] = ()
     params: ClassVar[tuple[Param, ...]] = ()
     plugin: ClassVar[str] = ""  # filled in by the plugin manager with the distribution name
+    resources: ClassVar[dict[str, float]] = {"CPU": 1, "GPU": 0, "memory": 0}
 
     def run(self, target: Any, params: dict[str, Any], rng: np.random.Generator) -> Evidence:
         raise NotImplementedError
