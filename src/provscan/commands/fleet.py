@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from provscan.cli import cli
+from provscan.cli import cli, echo_json
 from provscan.commands.verify import add_target_options, open_options
 
 
@@ -35,11 +35,14 @@ from provscan.commands.verify import add_target_options, open_options
 @click.option("--plugin", "plugins", multiple=True,
               help="Import this module and register it as a plugin in the driver and every worker (repeatable).")
 @click.option("--quiet", is_flag=True, help="No progress output.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the fleet result as JSON on stdout (counts, exit code, one row per target).")
 @add_target_options
 def verify_many_cmd(source: Path, out: Path, sign: str, detectors: tuple[str, ...],
                     params: tuple[str, ...], seed: int, policy: str | None, formats: tuple[str, ...],
                     engine: str, jobs: int | None, address: str | None, max_retries: int, force: bool,
-                    plugins: tuple[str, ...], quiet: bool, **target_opts: Any) -> None:
+                    plugins: tuple[str, ...], quiet: bool, as_json: bool,
+                    **target_opts: Any) -> None:
     """Scan every target listed in SOURCE; one signed certificate and reports per target.
 
     SOURCE is a text file with one target per line (path, endpoint URL, hf:// or models:/ where a
@@ -66,6 +69,9 @@ def verify_many_cmd(source: Path, out: Path, sign: str, detectors: tuple[str, ..
                        options=open_options(**target_opts), formats=formats, force=force,
                        host_spec=spec, prompt=_prompt(), progress=print_progress() if show else None)
     c = result.counts
+    if as_json:
+        echo_json({"total": result.total, "counts": c, "cached": result.cached,
+                   "scanned": result.scanned, "exit_code": result.exit_code, "targets": result.rows})
     if not quiet:
         click.echo(f"{result.total} targets: " + ", ".join(f"{c[s]} {s}" for s in c)
                    + f" ({result.cached} cached, {result.scanned} scanned); summary in {out}", err=True)
