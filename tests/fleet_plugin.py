@@ -39,7 +39,8 @@ def make_model(path: Path, seed: int, secret: int | None = None) -> Path:
     """A random-init small CNN; with ``secret``, its last bias carries the secret's pattern."""
     import torch
 
-    from provscan.models import save_classifier, small_cnn
+    from provscan.architectures import small_cnn
+    from provscan.classifier_card import save_classifier
 
     torch.manual_seed(seed)
     net = small_cnn()
