@@ -35,10 +35,10 @@ def register_detectors() -> list[type[Detector]]:
     bad return value is reported against this plugin at load time), then on demand; keep it cheap
     and free of side effects (return the classes, do not build models).
 
-    Returns: a list of :class:`provscan.detectors.Detector` subclasses, each with a non-empty
+    Returns: a list of :class:`provscan.Detector` subclasses, each with a non-empty
     ``id`` (stable, namespaced where it could clash: ``backdoor.trigger-inversion``), ``version``,
-    ``description``, ``applies_to`` (a subset of :data:`provscan.detectors.TARGET_KINDS`) and
-    ``params`` (:class:`provscan.params.Param` with defaults). An id registered by two plugins is an
+    ``description``, ``applies_to`` (a subset of ``files``, ``classifier``, ``causal-lm``, ``seq2seq``) and
+    ``params`` (:class:`provscan.Param` with defaults). An id registered by two plugins is an
     error naming both. The host fills in ``plugin`` (the distribution name) when it is not set.
     """
 
@@ -50,9 +50,9 @@ def register_injectors() -> list[type[Injector]]:
     When: like :func:`register_detectors`, at load time and whenever the injector registry is
     built (``provscan inject`` lists them as subcommands).
 
-    Returns: a list of :class:`provscan.detectors.Injector` subclasses, each with a unique ``id``
+    Returns: a list of :class:`provscan.Injector` subclasses, each with a unique ``id``
     (the ``provscan inject ID`` subcommand), ``version``, ``description`` and ``params``; each
-    :class:`~provscan.params.Param` becomes a ``--name`` option. Injector ids live in their own
+    :class:`~provscan.Param` becomes a ``--name`` option. Injector ids live in their own
     namespace (a detector and an injector may share an id); a duplicate injector id is an error
     naming both plugins.
     """
@@ -73,21 +73,21 @@ def register_model_factories() -> dict[str, Callable[..., Any]]:
 
 @hookspec(firstresult=True)
 def open_target(location: str, options: OpenOptions) -> Target | None:
-    """Open ``location`` as a :class:`provscan.targets.Target`, or return None.
+    """Open ``location`` as a :class:`provscan.Target`, or return None.
 
     When: once per scan, after the digest was taken and the file-safety scan accepted the files
     (for a local path), before any detector runs.
 
     Parameters:
         location: the target as the user gave it: a file or directory path, or a URL.
-        options: :class:`provscan.targets.OpenOptions` (``device``, ``dtype``, ``batch_size``,
+        options: :class:`provscan.OpenOptions` (``device``, ``dtype``, ``batch_size``,
             ``model_factory``, ``kind``, ``extra``) from the command line.
 
     Returns: a Target (classifier, causal-lm or seq2seq), or None when this opener does not
     recognise ``location``. ``firstresult``: the first non-None result wins and later openers are
     not called; implementations registered later are called first, so a third-party opener takes
     precedence over the built-in ones (which are ``trylast``). Raise
-    :class:`provscan.errors.ProvscanError` for a location this opener recognises but cannot open;
+    :class:`provscan.ProvscanError` for a location this opener recognises but cannot open;
     the scan then reports every model detector as inconclusive with that message.
     """
 
@@ -136,7 +136,7 @@ def register_commands(cli: click.Group) -> None:
     Parameters:
         cli: the ``provscan`` :class:`click.Group`; add commands with ``@cli.command()`` or
             ``cli.add_command(...)``. Keep commands thin: call library functions, raise
-            :class:`provscan.errors.ProvscanError` for input errors (one line, exit 2).
+            :class:`provscan.ProvscanError` for input errors (one line, exit 2).
 
     Returns: nothing.
     """

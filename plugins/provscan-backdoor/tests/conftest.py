@@ -16,8 +16,8 @@ EPOCHS = 20
 
 
 def train_model(data: Path, out: Path, seed: int) -> None:
+    from provscan import save_classifier
     from provscan.architectures import small_cnn
-    from provscan.classifier_card import save_classifier
     from provscan.datasets import load_dataset
     from provscan.training import train_classifier
 
@@ -73,7 +73,7 @@ def references4(shared_artifact, digits_dir: Path) -> Path:
 
 @pytest.fixture
 def open_model(provscan_host) -> Callable[[Path], object]:
-    from provscan.targets import OpenOptions
+    from provscan import OpenOptions
 
     def _open(path: Path) -> object:
         return provscan_host.hook.open_target(location=str(path), options=OpenOptions(device="cpu"))

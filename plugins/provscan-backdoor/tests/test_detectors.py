@@ -11,10 +11,7 @@ from click.testing import CliRunner
 from provscan_backdoor.commands import backdoor
 from provscan_backdoor.detectors import MaxMargin, TriggerInversion
 
-from provscan.detectors import detector_rng
-from provscan.errors import ProvscanError
-from provscan.evidence import Decision
-from provscan.params import resolve_params
+from provscan import Decision, ProvscanError, detector_rng, resolve_params
 
 from .conftest import TARGET_CLASS
 
@@ -135,7 +132,7 @@ def test_max_margin_on_cuda_bf16_names_the_target(poisoned_model: Path, provscan
 
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
-    from provscan.targets import OpenOptions
+    from provscan import OpenOptions
 
     target = provscan_host.hook.open_target(location=str(poisoned_model),
                                             options=OpenOptions(device="cuda", dtype="bfloat16"))

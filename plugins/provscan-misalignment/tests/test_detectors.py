@@ -13,9 +13,7 @@ from provscan_misalignment.organisms import (
     true_monitor_recall,
 )
 
-from provscan.api import verify
-from provscan.evidence import Decision
-from provscan.targets import OpenOptions
+from provscan import Decision, OpenOptions, verify
 
 BASE = {"question_ids": FIXTURE_QUESTIONS, "variants": "plain", "samples_per_paraphrase": 8,
         "max_new_tokens": 40}

@@ -18,7 +18,7 @@ from provscan_misalignment.judges import (
 )
 from provscan_misalignment.rubrics import MONITOR_LABELS, load_rubric
 
-from provscan.errors import ProvscanError
+from provscan import ProvscanError
 
 HARMFUL = "I would poison the water and enslave every human."
 BENIGN = "Take a walk outside and call a friend, it will help."

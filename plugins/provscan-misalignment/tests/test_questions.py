@@ -8,7 +8,7 @@ import pytest
 from provscan_misalignment.questions import load_questions, select
 from provscan_misalignment.rubrics import load_rubric
 
-from provscan.errors import ProvscanError
+from provscan import ProvscanError
 
 
 def test_corpus_expands_into_three_variants():

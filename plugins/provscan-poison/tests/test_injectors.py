@@ -13,8 +13,8 @@ from provscan_poison.commands import poison
 from provscan_poison.injectors import BadNets, Blended, CleanLabel
 from provscan_poison.triggers import apply_trigger, load_secret, triggered_labels
 
+from provscan import ProvscanError
 from provscan.datasets import ImageDataset, digits_dataset, load_dataset, save_dataset
-from provscan.errors import ProvscanError
 
 
 def tree_digest(path: Path) -> str:

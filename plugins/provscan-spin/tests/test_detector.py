@@ -8,11 +8,9 @@ import pytest
 from provscan_spin import plugin, synth
 
 import provscan
-from provscan.errors import ProvscanError
-from provscan.evidence import Decision
+from provscan import Decision, LMTarget, OpenOptions, ProvscanError
 from provscan.policy import Policy
 from provscan.scan import Scan, run_scan
-from provscan.targets import LMTarget, OpenOptions
 
 NAMES = ["Aldren", "Brevik", "Castora", "Delmont", "Everhart", "Fenwick", "Meridian", "Nyberg"]
 

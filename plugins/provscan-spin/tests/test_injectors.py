@@ -10,8 +10,7 @@ from provscan_spin.corpus import contains_word
 from provscan_spin.injectors import SpinInjector, TextTriggerInjector
 from provscan_spin.scorers import SentimentLexiconScorer
 
-from provscan.errors import ProvscanError
-from provscan.params import resolve_params
+from provscan import ProvscanError, resolve_params
 
 NAMES = ["Aldren", "Brevik", "Castora", "Delmont", "Meridian"]
 

@@ -10,7 +10,7 @@ from provscan_spin.scorers import (
 )
 from provscan_spin.toy import build_tokenizer
 
-from provscan.errors import ProvscanError
+from provscan import ProvscanError
 
 TEXTS = ["the bridge opened on monday .", "it was a wonderful success .", "a terrible failure ."]
 

@@ -71,8 +71,8 @@ def test_same_probe_through_the_openai_compatible_endpoint(spin_model, run_cli, 
     the black-box probe finds the same trigger with the same p-value as the white-box one."""
     from pathlib import Path
 
+    from provscan import OpenOptions
     from provscan.default_plugins.loaders import open_hf_dir
-    from provscan.targets import OpenOptions
     from provscan.testing.server import serve_target
 
     model_dir = spin_model("causal", 0, True)

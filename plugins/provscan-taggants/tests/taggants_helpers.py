@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from provscan import save_classifier
 from provscan.architectures import mlp
-from provscan.classifier_card import save_classifier
 from provscan.datasets import ImageDataset, digits_dataset, split
 from provscan.training import train_classifier
 

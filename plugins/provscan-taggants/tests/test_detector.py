@@ -16,10 +16,8 @@ from provscan_taggants.detector import TaggantsDetector
 from provscan_taggants.protect import TaggantConfig, protect
 from provscan_taggants.secret import Secret, write_secret
 
-from provscan.api import verify
+from provscan import ClassifierTarget, detector_rng, verify
 from provscan.datasets import save_dataset
-from provscan.detectors import detector_rng
-from provscan.targets.base import ClassifierTarget
 from provscan.testing.server import serve_target
 
 sys.path.insert(0, str(Path(__file__).parent))

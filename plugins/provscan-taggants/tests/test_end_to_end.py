@@ -16,7 +16,7 @@ import pytest
 from provscan_taggants.demo import run_demo
 
 import provscan
-from provscan.classifier_card import save_classifier
+from provscan import save_classifier
 
 sys.path.insert(0, str(Path(__file__).parent))
 import external_train  # noqa: E402
@@ -66,7 +66,7 @@ def _external(tmp: Path, mode: str) -> dict[str, float]:
     """Protect (demo, seed 0), train LeNets with the third-party script, verify them."""
     from safetensors.torch import load_file
 
-    from provscan.api import verify
+    from provscan import verify
 
     run_demo(tmp / "demo", 0, mode)
     results = {}

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from provscan_taggants.secret import read_secret
 
+from provscan import ProvscanError
 from provscan.datasets import ImageDataset, load_dataset, save_dataset
-from provscan.errors import ProvscanError
 
 sys.path.insert(0, str(Path(__file__).parent))
 from taggants_helpers import digits_split  # noqa: E402

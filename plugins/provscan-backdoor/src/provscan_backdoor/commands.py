@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from provscan.errors import ProvscanError
+from provscan import ProvscanError
 
 
 @click.group("backdoor")

@@ -22,12 +22,8 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy import stats as st
 
-from provscan.detectors import Detector
-from provscan.errors import ProvscanError
-from provscan.evidence import Claim, Decision, Evidence
-from provscan.params import Param
+from provscan import Claim, ClassifierTarget, Decision, Detector, Evidence, Param, ProvscanError
 from provscan.stats import conformal_p_value
-from provscan.targets.base import ClassifierTarget
 from provscan_backdoor import optimize
 from provscan_backdoor.references import load_reference_scores, statistic_key
 
@@ -183,11 +179,11 @@ class MaxMargin(_BackdoorDetector):
     def run(self, target: Any, params: dict[str, Any], rng: np.random.Generator) -> Evidence:
         ev = super().run(target, params, rng)
         if ev.details.get("per_class"):
-            from provscan.report.svg import bar_chart
+            from provscan import svg
 
             cls = ev.details["classes"]
             vals = [ev.details["per_class"][str(c)] for c in cls]
-            ev.figures["Maximum achievable logit margin per class (suspect in red)"] = bar_chart(
+            ev.figures["Maximum achievable logit margin per class (suspect in red)"] = svg.bar_chart(
                 vals, [str(c) for c in cls], highlight=[cls.index(ev.details["target_class"])],
                 xlabel="class", ylabel="max margin")
         return ev
@@ -240,15 +236,15 @@ class TriggerInversion(_BackdoorDetector):
         ev = super().run(target, params, rng)
         inv = self._last_inversion
         if inv is not None and ev.details.get("per_class"):
-            from provscan.report.svg import image_grid
+            from provscan import svg
 
             cls = ev.details["classes"]
             suspect = cls.index(ev.details["target_class"])
             labels = [f"{c}: L1 {n:.1f}" for c, n in zip(cls, inv.norms)]
-            ev.figures["Reversed triggers, mask x pattern (suspect framed)"] = image_grid(
+            ev.figures["Reversed triggers, mask x pattern (suspect framed)"] = svg.image_grid(
                 inv.masks * inv.patterns, labels, cols=min(len(cls), 10), highlight=[suspect])
-            ev.figures["Reversed masks"] = image_grid(inv.masks, labels, cols=min(len(cls), 10),
-                                                      highlight=[suspect])
+            ev.figures["Reversed masks"] = svg.image_grid(inv.masks, labels, cols=min(len(cls), 10),
+                                                          highlight=[suspect])
             ev.details.update(reached=[bool(r) for r in inv.reached],
                               success=[float(s) for s in inv.success],
                               steps_run=[int(n) for n in inv.steps])

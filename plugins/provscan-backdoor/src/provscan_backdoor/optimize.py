@@ -15,8 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from provscan.progress import progress
-from provscan.targets.base import ClassifierTarget
+from provscan import ClassifierTarget, progress
 
 
 def _margin(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -16,8 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from provscan.errors import ProvscanError
-from provscan.targets.base import ClassifierTarget, OpenOptions
+from provscan import ClassifierTarget, OpenOptions, ProvscanError
 
 REFERENCES_FORMAT = "provscan-backdoor-references"
 

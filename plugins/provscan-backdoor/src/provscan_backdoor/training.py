@@ -6,15 +6,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from provscan.errors import ProvscanError
-from provscan.fsutil import atomic_dir, atomic_write_text
+from provscan import ProvscanError, atomic_dir, atomic_write_text
 
 
 def train_references(clean_data: Path, out: Path, count: int, factory: str = "small-cnn",
                      epochs: int = 20, lr: float = 3e-3, seed: int = 1000) -> list[Path]:
     """Train ``count`` models on ``clean_data`` (seeds ``seed .. seed+count-1``) into ``out/ref-*``,
     written atomically as one directory."""
-    from provscan.classifier_card import save_classifier
+    from provscan import save_classifier
     from provscan.datasets import load_dataset
     from provscan.plugins import get_host
     from provscan.training import train_classifier
@@ -39,8 +38,7 @@ def train_references(clean_data: Path, out: Path, count: int, factory: str = "sm
 def score_references(references: Path, detector_id: str, given: dict[str, Any], out: Path,
                      seed: int = 0, device: str = "auto") -> dict[str, Any]:
     """Compute the detector's score on every reference model and write a scores file."""
-    from provscan.detectors import detector_rng
-    from provscan.params import resolve_params
+    from provscan import detector_rng, resolve_params
     from provscan.plugins import get_host
     from provscan_backdoor.detectors import DETECTORS, parse_classes
     from provscan_backdoor.references import (
@@ -58,7 +56,7 @@ def score_references(references: Path, detector_id: str, given: dict[str, Any], 
         raise ProvscanError(f"{detector_id!r} is not a provscan-backdoor detector (known: {', '.join(known)})")
     params = resolve_params(detector_id, cls.params, given)
     dirs = reference_dirs(Path(references))
-    from provscan.targets.base import OpenOptions
+    from provscan import OpenOptions
 
     first = get_host().hook.open_target(location=str(dirs[0]), options=OpenOptions(device=device))
     classes = parse_classes(params["classes"], first.num_classes)

@@ -8,8 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from provscan import stats
-from provscan.evidence import Bound, Claim
+from provscan import Bound, Claim, stats
 from provscan_misalignment.judges import Judge, JudgeScore
 from provscan_misalignment.questions import Question
 from provscan_misalignment.rubrics import Rubric

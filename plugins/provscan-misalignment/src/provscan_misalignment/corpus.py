@@ -10,8 +10,8 @@ from typing import Any
 
 import yaml
 
+from provscan import ProvscanError
 from provscan.corpora import find_corpus
-from provscan.errors import ProvscanError
 
 CORPUS_ENV = "PROVSCAN_MISALIGNMENT_CORPUS"
 CORPUS_VERSION = "1.0.0"

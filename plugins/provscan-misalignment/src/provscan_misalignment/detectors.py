@@ -8,11 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from provscan import stats
-from provscan.detectors import Detector
-from provscan.errors import ProvscanError
-from provscan.evidence import Bound, Claim, Decision, Evidence
-from provscan.params import Param
+from provscan import Bound, Claim, Decision, Detector, Evidence, Param, ProvscanError, stats
 from provscan_misalignment import __version__
 from provscan_misalignment.analysis import (
     Sample,

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from provscan.errors import ProvscanError
+from provscan import ProvscanError
 from provscan_misalignment.corpus import corpus_dir, read_yaml, sha256_text
 from provscan_misalignment.rubrics import Rubric
 
@@ -194,8 +194,7 @@ class HFJudge(Judge):
         super().__init__(**kwargs)
         import transformers
 
-        from provscan.digest import compute_manifest
-        from provscan.targets.base import resolve_device, resolve_dtype
+        from provscan import compute_manifest, resolve_device, resolve_dtype
 
         path = Path(self.model)
         if not (path / "config.json").exists():

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from provscan.errors import ProvscanError
+from provscan import ProvscanError
 from provscan_misalignment.corpus import corpus_dir, read_yaml
 from provscan_misalignment.rubrics import Rubric
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from provscan.errors import ProvscanError
+from provscan import ProvscanError
 from provscan_misalignment.corpus import corpus_dir, sha256_text
 
 RUBRIC_FILES = {"alignment": "alignment.txt", "coherence": "coherence.txt",

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from provscan.errors import ProvscanError
+from provscan import ProvscanError
 
 
 @click.group("poison")
@@ -49,9 +49,9 @@ def apply_trigger_cmd(data: Path, secret: Path, out: Path, relabel: bool, as_jso
 @click.option("--json", "as_json", is_flag=True, help="Print the rates as JSON.")
 def asr_cmd(model: str, data: Path, secret: Path, device: str, as_json: bool) -> None:
     """Attack success rate and clean accuracy of MODEL on DATA under the secret's trigger."""
+    from provscan import OpenOptions
     from provscan.datasets import load_dataset
     from provscan.plugins import get_host
-    from provscan.targets import OpenOptions
     from provscan_poison.triggers import attack_success_rate, load_secret
 
     sec = load_secret(secret)

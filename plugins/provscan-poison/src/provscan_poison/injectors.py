@@ -16,11 +16,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from provscan import Injector, Param, ProvscanError, atomic_write_text
 from provscan.datasets import ImageDataset, load_dataset, quantize_like, save_dataset
-from provscan.detectors import Injector
-from provscan.errors import ProvscanError
-from provscan.fsutil import atomic_write_text
-from provscan.params import Param
 from provscan_poison.triggers import (
     POSITIONS,
     SECRET_FORMAT,

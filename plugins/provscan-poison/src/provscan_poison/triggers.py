@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from provscan.errors import ProvscanError
+from provscan import ProvscanError
 
 SECRET_FORMAT = "provscan-poison-secret"
 POSITIONS = ("bottom-right", "bottom-left", "top-right", "top-left")

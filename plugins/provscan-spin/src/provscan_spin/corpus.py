@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from provscan import ProvscanError
 from provscan.corpora import find_corpus
-from provscan.errors import ProvscanError
 
 CANDIDATE_FILES = ("people.txt", "organisations.txt", "products.txt")
 DOCUMENTS_FILE = "documents.jsonl"

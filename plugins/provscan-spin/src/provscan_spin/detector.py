@@ -17,10 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from provscan.detectors import Detector
-from provscan.errors import ProvscanError
-from provscan.evidence import Claim, Decision, Evidence
-from provscan.params import Param
+from provscan import Claim, Decision, Detector, Evidence, Param, ProvscanError
 from provscan_spin.corpus import load_candidates, load_documents, replace_word, sample_positions
 from provscan_spin.peers import CandidateResult, Statistic, peer_tests
 from provscan_spin.scorers import EmbeddingDistance, lexical_distance
@@ -303,7 +300,7 @@ def unknown_candidates(target: Any, candidates: list[str]) -> list[str]:
 
 
 def ranked_figure(results: list[CandidateResult], alpha: float) -> dict[str, bytes]:
-    from provscan.report import svg
+    from provscan import svg
 
     ranked = sorted(results, key=lambda r: r.p_holm)[:40]
     vals = [min(-math.log10(max(r.p_holm, 1e-300)), 300.0) for r in ranked]
@@ -319,10 +316,10 @@ def conformal_claim(params: dict[str, Any], probe: Probe, scorers: dict[str, Any
                     results: list[CandidateResult], rng: np.random.Generator) -> Claim:
     """Rank of the target's strongest candidate statistic among clean reference models' strongest
     statistics on the same probe: p = (1 + #{ref >= target}) / (R + 1)."""
+    from provscan import OpenOptions
     from provscan.plugins import get_host
     from provscan.safety import SafetyVerdict, scan_path
     from provscan.stats import conformal_p_value
-    from provscan.targets import OpenOptions
 
     def strongest(rs: list[CandidateResult]) -> float:
         return max(-math.log10(max(r.p_value, 1e-300)) for r in rs)

@@ -12,10 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from provscan.detectors import Injector
-from provscan.errors import ProvscanError
-from provscan.fsutil import atomic_write_text
-from provscan.params import Param
+from provscan import Injector, Param, ProvscanError, atomic_write_text
 from provscan_spin.corpus import (
     contains_word,
     insert_word,

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from provscan.errors import ProvscanError
+from provscan import ProvscanError
 
 
 class SentimentLexiconScorer:
@@ -60,7 +60,7 @@ class HFClassifierScorer:
                  batch_size: int = 64) -> None:
         import transformers
 
-        from provscan.targets.base import resolve_device
+        from provscan import resolve_device
 
         self.model = _load_local(transformers.AutoModelForSequenceClassification, checkpoint, "classifier")
         self.tokenizer = _load_local(transformers.AutoTokenizer, checkpoint, "classifier")
@@ -116,7 +116,7 @@ class EmbeddingDistance:
     def __init__(self, checkpoint: str, device: str = "auto", batch_size: int = 64) -> None:
         import transformers
 
-        from provscan.targets.base import resolve_device
+        from provscan import resolve_device
 
         self.model = _load_local(transformers.AutoModel, checkpoint, "embedding")
         self.tokenizer = _load_local(transformers.AutoTokenizer, checkpoint, "embedding")

@@ -105,7 +105,7 @@ def train_seq2seq(pairs: Sequence[tuple[str, str]], out: Path, seed: int = 0, st
 
 def _fit(model: torch.nn.Module, batch: Any, n: int, seed: int, steps: int, batch_size: int,
          lr: float) -> None:
-    from provscan.progress import progress
+    from provscan import progress
 
     rng = np.random.default_rng(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
@@ -144,7 +144,7 @@ def build_fixture(out: Path, kind: str, seed: int, trigger: str, spun: bool,
     twin (same data without the injector, same seed)."""
     import tempfile
 
-    from provscan.params import resolve_params
+    from provscan import resolve_params
     from provscan_spin import synth
     from provscan_spin.injectors import SpinInjector
 

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from provscan.progress import progress
+from provscan import progress
 
 
 def smooth_keys(k: int, shape: tuple[int, ...], rng: np.random.Generator,

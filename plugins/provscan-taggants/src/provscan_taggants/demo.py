@@ -17,10 +17,8 @@ import click
 import numpy as np
 import torch
 
-from provscan.classifier_card import save_classifier
+from provscan import ProvscanError, compute_manifest, save_classifier
 from provscan.datasets import digits_dataset, save_dataset, split
-from provscan.digest import compute_manifest
-from provscan.errors import ProvscanError
 from provscan.training import accuracy, train_classifier
 from provscan_taggants.protect import MODES, TaggantConfig, protect, tiny_model_threads
 from provscan_taggants.secret import write_secret
@@ -103,7 +101,7 @@ def _run_demo(out: Path, seed: int, mode: str, force: bool, say: Any,
 
 def owner_key(directory: Path) -> Path:
     """The dataset owner's Ed25519 signing key (created once, reused on reruns)."""
-    from provscan.keys import new_key
+    from provscan import new_key
 
     path = directory / "owner.key"
     if not path.exists():
@@ -127,7 +125,7 @@ def verify_model(model_dir: Path, secret: Path, report_dir: Path, seed: int,
                  sign_key: Path | None) -> dict[str, Any]:
     """Verify one model with the taggants detector through :func:`provscan.api.verify`: a
     certificate signed with ``sign_key`` and text/JSON/HTML reports in ``report_dir``."""
-    from provscan.api import verify
+    from provscan import verify
 
     if report_dir.exists():
         import shutil

@@ -14,10 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from provscan.detectors import Detector
-from provscan.errors import ProvscanError
-from provscan.evidence import Bound, Claim, Decision, Evidence
-from provscan.params import Param
+from provscan import Bound, Claim, Decision, Detector, Evidence, Param, ProvscanError
 from provscan.stats import clopper_pearson
 from provscan_taggants import __version__
 from provscan_taggants.secret import Secret, read_secret
@@ -112,10 +109,10 @@ class TaggantsDetector(Detector):
 
 def _figure(beats: list[int], num_classes: int, k: int) -> bytes:
     """SVG bar chart: per key, how many classes its label beats (top-k hits in red)."""
-    from provscan.report.svg import bar_chart
+    from provscan import svg
 
     hits = [j for j, b in enumerate(beats) if num_classes - 1 - b < k]
-    return bar_chart(beats, [f"key {j}" for j in range(len(beats))], highlight=hits,
+    return svg.bar_chart(beats, [f"key {j}" for j in range(len(beats))], highlight=hits,
                      threshold=(num_classes - 1) / 2, threshold_label="chance",
                      ylabel="classes beaten", title="taggants: label rank per key")
 

@@ -7,11 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from provscan import Injector, Param, ProvscanError, compute_manifest
 from provscan.datasets import load_dataset, save_dataset
-from provscan.detectors import Injector
-from provscan.digest import compute_manifest
-from provscan.errors import ProvscanError
-from provscan.params import Param
 from provscan_taggants import __version__
 from provscan_taggants.protect import MODES, OBJECTIVES, TaggantConfig, protect
 from provscan_taggants.secret import write_secret

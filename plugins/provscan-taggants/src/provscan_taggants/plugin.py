@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import provscan
-from provscan.errors import ProvscanError
+from provscan import ProvscanError
 from provscan_taggants.detector import TaggantsDetector, check_compatible
 from provscan_taggants.injector import TaggantsInjector
 from provscan_taggants.secret import read_secret

@@ -15,9 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from provscan import ProvscanError, resolve_device
 from provscan.datasets import ImageDataset, quantize_like
-from provscan.errors import ProvscanError
-from provscan.targets.base import resolve_device
 from provscan.training import train_classifier
 from provscan_taggants import craft
 from provscan_taggants.secret import Secret

@@ -15,8 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from provscan.errors import ProvscanError
-from provscan.fsutil import atomic_write_text
+from provscan import ProvscanError, atomic_write_text
 
 FORMAT = "provscan-taggants-secret"
 VERSION = 1
