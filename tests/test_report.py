@@ -95,10 +95,11 @@ def test_sarif_validates_and_lists_failed_and_inconclusive_claims(result):
     assert data["version"] == "2.1.0" and len(data["runs"]) == 1
     run = data["runs"][0]
     rules = [r["id"] for r in run["tool"]["driver"]["rules"]]
-    assert rules == ["file-safety", "r.finding", "r.unclear", "r.raise"]
-    kinds = {(r["ruleId"], r["kind"], r["level"]) for r in run["results"]}
-    assert kinds == {("r.finding", "fail", "error"), ("r.unclear", "review", "none"),
-                     ("r.raise", "review", "none")}
+    assert rules == ["file-safety", "r.finding", "r.unclear", "r.raise", "provscan.inconclusive"]
+    kinds = {(r["properties"]["detector"], r["ruleId"], r["kind"], r["level"]) for r in run["results"]}
+    assert kinds == {("r.finding", "r.finding", "fail", "error"),
+                     ("r.unclear", "provscan.inconclusive", "review", "none"),
+                     ("r.raise", "provscan.inconclusive", "review", "none")}
     for r in run["results"]:
         assert run["tool"]["driver"]["rules"][r["ruleIndex"]]["id"] == r["ruleId"]
         assert re.fullmatch(r"[0-9a-f]{64}", r["partialFingerprints"]["provscanClaim/v1"])
