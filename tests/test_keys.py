@@ -1,4 +1,4 @@
-"""Ed25519 key pairs: files, modes, passphrases, CLI."""
+"""Key pairs (Ed25519, ECDSA P-256): files, modes, passphrases, CLI."""
 
 import hashlib
 import stat
@@ -53,12 +53,17 @@ def test_missing_and_wrong_type_keys(home, tmp_path):
         keys.load_private_key("ghost")
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    other = ec.generate_private_key(ec.SECP256R1())
+    other = ec.generate_private_key(ec.SECP384R1())
     pem = tmp_path / "ec.pem"
     pem.write_bytes(other.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                         serialization.NoEncryption()))
-    with pytest.raises(ProvscanError, match="not an Ed25519"):
+    with pytest.raises(ProvscanError, match="unsupported key type ECDSA secp384r1"):
         keys.load_private_key(pem)
+    pub = tmp_path / "ec.pub"
+    pub.write_bytes(other.public_key().public_bytes(serialization.Encoding.PEM,
+                                                    serialization.PublicFormat.SubjectPublicKeyInfo))
+    with pytest.raises(ProvscanError, match="unsupported key type"):
+        keys.load_public_key(pub)
     garbage = tmp_path / "g.pub"
     garbage.write_text("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")
     with pytest.raises(ProvscanError, match="not a PEM public key"):

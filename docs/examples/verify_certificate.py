@@ -11,7 +11,8 @@ import os
 import sys
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 
 def pae(payload_type: bytes, payload: bytes) -> bytes:
@@ -36,7 +37,10 @@ def root_digest(path: str) -> str:
 def main(cert: str, pubkey: str, checkpoint: str | None = None) -> int:
     with open(pubkey, "rb") as f:
         key = serialization.load_pem_public_key(f.read())
-    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    if isinstance(key, ec.EllipticCurvePublicKey):  # ECDSA P-256: key id over the DER SPKI
+        raw = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    else:  # Ed25519: key id over the raw 32 bytes
+        raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     keyid = hashlib.sha256(raw).hexdigest()
     with open(cert, "rb") as f:
         envelope = json.load(f)
@@ -46,7 +50,11 @@ def main(cert: str, pubkey: str, checkpoint: str | None = None) -> int:
     for sig in envelope["signatures"]:
         if sig.get("keyid") == keyid:
             try:
-                key.verify(base64.b64decode(sig["sig"], validate=True), message)
+                signature = base64.b64decode(sig["sig"], validate=True)
+                if isinstance(key, ec.EllipticCurvePublicKey):
+                    key.verify(signature, message, ec.ECDSA(hashes.SHA256()))
+                else:
+                    key.verify(signature, message)
                 ok = True
             except InvalidSignature:
                 pass

@@ -1,7 +1,8 @@
-"""Signed certificates: an in-toto Statement v1 in a DSSE envelope, signed with Ed25519.
+"""Signed certificates: an in-toto Statement v1 in a DSSE envelope (Ed25519 or ECDSA P-256).
 
 Signing: ``statement`` (dict) → canonical JSON bytes (the *payload*) → for each key,
-``Ed25519.sign(PAE(payloadType, payload))`` → envelope
+``sign(PAE(payloadType, payload))`` (Ed25519, or ECDSA P-256 with SHA-256, DER-encoded, as DSSE and
+Sigstore use it; :func:`provscan.keys.sign`) → envelope
 ``{"payload": b64(payload), "payloadType": ..., "signatures": [{"keyid": ..., "sig": b64(sig)}]}``
 written as canonical JSON. ``PAE(type, body) = "DSSEv1" SP len(type) SP type SP len(body) SP body``
 with byte lengths in ASCII decimal.
@@ -24,10 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from provscan.errors import ProvscanError
-from provscan.keys import keyid
+from provscan.keys import PrivateKey, PublicKey, keyid, sign, verify_signature
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://provscan.dev/attestation/scan/v1"
@@ -57,14 +57,14 @@ def pae(payload_type: str, payload: bytes) -> bytes:
     return b"DSSEv1 %d %s %d %s" % (len(t), t, len(payload), payload)
 
 
-def sign_statement(statement: dict[str, Any], keys: list[Ed25519PrivateKey],
+def sign_statement(statement: dict[str, Any], keys: list[PrivateKey],
                    payload_type: str = PAYLOAD_TYPE) -> bytes:
     """The envelope (canonical JSON bytes plus a newline) with one signature per key."""
     if not keys:
         raise ProvscanError("signing needs at least one key")
     payload = canonical_json(statement)
     message = pae(payload_type, payload)
-    sigs = [{"keyid": keyid(k.public_key()), "sig": base64.b64encode(k.sign(message)).decode()}
+    sigs = [{"keyid": keyid(k.public_key()), "sig": base64.b64encode(sign(k, message)).decode()}
             for k in keys]
     env = {"payload": base64.b64encode(payload).decode(), "payloadType": payload_type,
            "signatures": sigs}
@@ -96,7 +96,7 @@ class Verified:
         return self.statement["predicate"]
 
 
-def verify_envelope(data: bytes, public_keys: list[Ed25519PublicKey],
+def verify_envelope(data: bytes, public_keys: list[PublicKey],
                     required_signers: list[str] | tuple[str, ...] = (), strict: bool = True) -> Verified:
     """Verify a DSSE envelope; return the statement parsed once from the verified payload.
 
@@ -134,7 +134,7 @@ def verify_envelope(data: bytes, public_keys: list[Ed25519PublicKey],
         if kid not in trusted:
             continue
         try:
-            trusted[kid].verify(sig, message)
+            verify_signature(trusted[kid], sig, message)
         except InvalidSignature:
             raise CertificateError("signature", f"signature by key {kid[:16]} does not verify") from None
         good.append(kid)

@@ -19,7 +19,7 @@ See docs/policy.md for the format. In short::
     provscan-backdoor = ">=0.1,<1"
 
     [signers]                  # `provscan cert verify` requires these key ids to have signed
-    required = ["<sha256 of the raw Ed25519 public key>"]
+    required = ["<key id as `provscan keys list` prints it>"]
 
 ``--policy builtin:NAME`` (or ``builtin:PACKAGE/NAME``) loads ``policies/NAME.toml`` shipped inside
 provscan or inside a registered plugin's top-level package.

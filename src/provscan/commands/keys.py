@@ -12,7 +12,7 @@ from provscan.cli import cli, echo_json, json_option
 
 @cli.group("keys")
 def keys_group() -> None:
-    """Ed25519 signing keys in $PROVSCAN_HOME/keys (default ~/.provscan/keys)."""
+    """Signing keys (Ed25519 or ECDSA P-256) in $PROVSCAN_HOME/keys (default ~/.provscan/keys)."""
 
 
 @keys_group.command("new")
@@ -20,8 +20,11 @@ def keys_group() -> None:
 @click.option("--passphrase/--no-passphrase", "ask", default=None,
               help="Encrypt the private key. Default: encrypt when PROVSCAN_KEY_PASSPHRASE is set "
                    "or when asked on a terminal.")
+@click.option("--type", "key_type", type=click.Choice(["ed25519", "ecdsa-p256"]), default="ed25519",
+              show_default=True,
+              help="Key type. ecdsa-p256 also signs and verifies model-signing signatures.")
 @json_option
-def keys_new(name: str, ask: bool | None, as_json: bool) -> None:
+def keys_new(name: str, ask: bool | None, key_type: str, as_json: bool) -> None:
     """Create key pair NAME (NAME.key mode 0600, NAME.pub) and print its key id."""
     from provscan.errors import ProvscanError
     from provscan.keys import PASSPHRASE_ENV, new_key
@@ -33,12 +36,14 @@ def keys_new(name: str, ask: bool | None, as_json: bool) -> None:
         passphrase = click.prompt("passphrase", hide_input=True, confirmation_prompt=True, err=True)
     if ask is False:
         passphrase = None
-    info = new_key(name, passphrase)
+    info = new_key(name, passphrase, type=key_type)
     if as_json:
-        echo_json({"name": info.name, "keyid": info.keyid, "encrypted": info.encrypted,
-                   "private": str(info.private), "public": str(info.public)})
+        echo_json({"name": info.name, "keyid": info.keyid, "type": info.type,
+                   "encrypted": info.encrypted, "private": str(info.private),
+                   "public": str(info.public)})
         return
-    click.echo(f"{info.name}  keyid {info.keyid}  {'encrypted' if info.encrypted else 'unencrypted'}")
+    click.echo(f"{info.name}  keyid {info.keyid}  {'encrypted' if info.encrypted else 'unencrypted'}"
+               f"  {info.type}")
     click.echo(f"private: {info.private}\npublic:  {info.public}")
 
 
@@ -50,10 +55,10 @@ def keys_list(as_json: bool) -> None:
 
     infos = list_keys()
     if as_json:
-        echo_json([{"name": i.name, "keyid": i.keyid, "encrypted": i.encrypted,
+        echo_json([{"name": i.name, "keyid": i.keyid, "type": i.type, "encrypted": i.encrypted,
                     "public": str(i.public)} for i in infos])
         return
     if not infos:
         click.echo(f"no keys in {key_dir()}")
     for i in infos:
-        click.echo(f"{i.name:<20} {i.keyid}  {'encrypted' if i.encrypted else 'unencrypted'}")
+        click.echo(f"{i.name:<20} {i.keyid}  {'encrypted' if i.encrypted else 'unencrypted'}  {i.type}")
