@@ -14,8 +14,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from provscan import api, keys
+from provscan.architectures import small_cnn
 from provscan.certificate import CertificateError, pae, sign_statement, verify_envelope
-from provscan.models import save_classifier, small_cnn
+from provscan.classifier_card import save_classifier
 from provscan.plugins import new_host
 
 DOCS_SCRIPT = Path(__file__).resolve().parents[1] / "docs" / "examples" / "verify_certificate.py"

@@ -21,8 +21,9 @@ import pytest
 import torch
 
 from provscan import api
+from provscan.architectures import small_cnn
+from provscan.classifier_card import save_classifier
 from provscan.evidence import Bound, Claim, Decision, Evidence
-from provscan.models import save_classifier, small_cnn
 from provscan.policy import evaluate, parse_policy
 from provscan.report.sarif import INCONCLUSIVE_RULE, SarifReporter, family, rule_name
 
