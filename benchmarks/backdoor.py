@@ -70,12 +70,14 @@ def verify(model: Path, mm_refs: Path) -> dict[str, Any]:
 def trigger_inversion(model: Path, clean: Path, nc_refs: Path, steps: int) -> dict[str, Any]:
     from provscan_backdoor.detectors import TriggerInversion
 
+    from provscan.checkpoint import open_checkpoint
     from provscan.detectors import detector_rng
     from provscan.params import resolve_params
-    from provscan.plugins import get_host
+    from provscan.plugins import new_host
     from provscan.targets import OpenOptions
 
-    target = get_host().hook.open_target(location=str(model), options=OpenOptions(device="cpu"))
+    target = open_checkpoint(new_host(load_entry_points=True), model,
+                             OpenOptions(device="cpu")).require_target()
     params = resolve_params(TriggerInversion.id, TriggerInversion.params,
                             {"clean_data": str(clean), "references": str(nc_refs), "steps": steps})
     start = time.perf_counter()
@@ -89,11 +91,13 @@ def trigger_inversion(model: Path, clean: Path, nc_refs: Path, steps: int) -> di
 def asr(model: Path, test: Path, secret: Path) -> float:
     from provscan_poison.triggers import attack_success_rate, load_secret
 
+    from provscan.checkpoint import open_checkpoint
     from provscan.datasets import load_dataset
-    from provscan.plugins import get_host
+    from provscan.plugins import new_host
     from provscan.targets import OpenOptions
 
-    target = get_host().hook.open_target(location=str(model), options=OpenOptions(device="cpu"))
+    target = open_checkpoint(new_host(load_entry_points=True), model,
+                             OpenOptions(device="cpu")).require_target()
     ds = load_dataset(test)
     return attack_success_rate(lambda x: target.logits(x).argmax(-1), ds.x, ds.y,
                                load_secret(secret))["asr"]

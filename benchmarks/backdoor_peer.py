@@ -90,11 +90,13 @@ def peer_neural_cleanse(model_dir: Path, clean: Path, work: Path, epochs: int, b
     from trojanvision.marks import Watermark
     from trojanzoo.utils.metric import normalize_mad
 
+    from provscan.checkpoint import open_checkpoint
     from provscan.datasets import load_dataset
-    from provscan.plugins import get_host
+    from provscan.plugins import new_host
     from provscan.targets import OpenOptions
 
-    target = get_host().hook.open_target(location=str(model_dir), options=OpenOptions(device="cpu"))
+    target = open_checkpoint(new_host(load_entry_points=True), model_dir,
+                             OpenOptions(device="cpu")).require_target()
     ds = load_dataset(clean)
     x, y = torch.as_tensor(ds.x, dtype=torch.float32), torch.as_tensor(ds.y, dtype=torch.long)
     loader = [(x[i:i + batch], y[i:i + batch]) for i in range(0, len(x), batch)]

@@ -60,14 +60,15 @@ def main() -> None:
     torch.set_num_threads(1)
     from provscan_backdoor.optimize import invert_triggers
 
+    from provscan.checkpoint import open_checkpoint
     from provscan.datasets import load_dataset
     from provscan.plugins import new_host
     from provscan.targets import OpenOptions
 
     with tempfile.TemporaryDirectory() as tmp:
         model = build_model(Path(tmp))
-        target = new_host(load_entry_points=True).hook.open_target(
-            location=str(model), options=OpenOptions(device="cpu"))
+        target = open_checkpoint(new_host(load_entry_points=True), model,
+                                 OpenOptions(device="cpu")).require_target()
         x_all = load_dataset(Path(tmp) / "test.npz").x
         times: dict[str, list[float]] = {name: [] for name in SETTINGS}
         found: dict[str, list[int]] = {name: [] for name in SETTINGS}

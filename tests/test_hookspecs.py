@@ -17,13 +17,15 @@ import torch
 import provscan
 from provscan import hookspecs
 from provscan.architectures import small_cnn
+from provscan.checkpoint import open_checkpoint
 from provscan.classifier_card import MODEL_CARD, save_classifier
 from provscan.detectors import Detector, Injector
+from provscan.errors import ProvscanError
 from provscan.evidence import Claim, Evidence
 from provscan.params import Param
 from provscan.policy import Policy
 from provscan.scan import Scan, run_scan
-from provscan.targets.base import ClassifierTarget, OpenOptions
+from provscan.targets.base import ClassifierTarget, OpenOptions, ResolvedLocation
 
 
 def hook_names() -> list[str]:
@@ -38,9 +40,9 @@ def test_every_hook_has_a_test():
     assert len(hook_names()) >= 10
 
 
-def test_open_target_is_the_only_firstresult_hook():
+def test_firstresult_hooks():
     first = {n for n in hook_names() if getattr(hookspecs, n).provscan_spec.get("firstresult")}
-    assert first == {"open_target"}
+    assert first == {"open_target", "resolve_location"}
 
 
 @pytest.fixture
@@ -129,11 +131,37 @@ def test_hook_open_target(register_plugin, provscan_host, model_dir):
             return ClassifierTarget(module, 2, (1, 2, 2), location=location, format="test")
 
     register_plugin(P())
-    target = provscan_host.hook.open_target(location="hooktest://model", options=OpenOptions())
+    target = provscan_host.hook.open_target(location="hooktest://model", options=OpenOptions(),
+                                            host=provscan_host)
     assert target.kind == "classifier" and target.format == "test"
     # a later-registered opener is asked before the built-in (trylast) ones; None falls through
-    target = provscan_host.hook.open_target(location=str(model_dir), options=OpenOptions())
+    target = provscan_host.hook.open_target(location=str(model_dir), options=OpenOptions(),
+                                            host=provscan_host)
     assert target.format == "provscan-classifier" and seen[-1] == str(model_dir)
+    # through the one open path the host reaches the opener and the target
+    opened = open_checkpoint(provscan_host, "hooktest://model")
+    assert opened.target.host is provscan_host and opened.manifest is None
+
+
+def test_hook_resolve_location(register_plugin, provscan_host, model_dir, tmp_path):
+    cleaned = []
+
+    class Resolver:
+        @provscan.hookimpl
+        def resolve_location(self, location, options):
+            if not location.startswith("hooktest-registry:/"):
+                return None
+            return ResolvedLocation(model_dir, {"type": "hooktest", "version": "7"},
+                                    lambda: cleaned.append(location))
+
+    register_plugin(Resolver())
+    with open_checkpoint(provscan_host, "hooktest-registry:/cnn/7") as opened:
+        assert opened.path == model_dir and opened.identity == {"type": "hooktest", "version": "7"}
+        assert opened.target is not None and opened.target.kind == "classifier"
+        assert opened.manifest.root_sha256 == open_checkpoint(provscan_host, model_dir).manifest.root_sha256
+    assert cleaned == ["hooktest-registry:/cnn/7"]
+    with pytest.raises(ProvscanError, match="no such file"):
+        open_checkpoint(provscan_host, str(tmp_path / "missing"))
 
 
 def test_hook_register_reporters(register_plugin, run_cli, model_dir, tmp_path):

@@ -16,7 +16,7 @@ CPU = OpenOptions(device="cpu", batch_size=4)
 
 
 def _open(host, path, options=CPU):
-    return host.hook.open_target(location=str(path), options=options)
+    return host.hook.open_target(location=str(path), options=options, host=host)
 
 
 @pytest.fixture(scope="module")

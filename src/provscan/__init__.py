@@ -44,11 +44,13 @@ _NAMES: dict[str, str] = {
     "LMTarget": "provscan.targets.base",
     "TextClassifierTarget": "provscan.targets.base",
     "OpenOptions": "provscan.targets.base",
+    "ResolvedLocation": "provscan.targets.base",
     "resolve_device": "provscan.targets.base",
     "resolve_dtype": "provscan.targets.base",
     "ProvscanError": "provscan.errors",
     "UnsafeCheckpointError": "provscan.errors",
     "verify": "provscan.api",
+    "open_checkpoint": "provscan.checkpoint",
     "compute_manifest": "provscan.digest",
     "save_classifier": "provscan.classifier_card",
     "new_key": "provscan.keys",
@@ -72,11 +74,12 @@ __all__ = [
     "Detector", "Injector", "Param", "Evidence", "Claim", "Decision", "Bound",
     # targets
     "Target", "FilesTarget", "ClassifierTarget", "LMTarget", "TextClassifierTarget", "OpenOptions",
+    "ResolvedLocation",
     "resolve_device", "resolve_dtype",
     # errors
     "ProvscanError", "UnsafeCheckpointError",
     # running and helpers
-    "verify", "compute_manifest", "save_classifier", "new_key", "detector_rng", "resolve_params",
+    "verify", "open_checkpoint", "compute_manifest", "save_classifier", "new_key", "detector_rng", "resolve_params",
     "progress", "atomic_write_bytes", "atomic_write_text", "atomic_dir",
     # submodules
     "stats", "datasets", "training", "svg",
@@ -85,6 +88,7 @@ __all__ = [
 if TYPE_CHECKING:
     from provscan import datasets, stats, training
     from provscan.api import verify
+    from provscan.checkpoint import open_checkpoint
     from provscan.classifier_card import save_classifier
     from provscan.detectors import Detector, Injector, detector_rng
     from provscan.digest import compute_manifest
@@ -99,6 +103,7 @@ if TYPE_CHECKING:
         FilesTarget,
         LMTarget,
         OpenOptions,
+        ResolvedLocation,
         Target,
         TextClassifierTarget,
         resolve_device,

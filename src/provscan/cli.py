@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from provscan import __version__
 from provscan.errors import EXIT_USAGE, ProvscanError
+
+if TYPE_CHECKING:
+    from provscan.plugins import Host
 
 
 class ProvscanGroup(click.Group):
@@ -72,6 +75,8 @@ def cli(ctx: click.Context, verbose: bool, quiet: bool) -> None:
 
     ctx.ensure_object(dict)
     ctx.obj["verbose"] = verbose
+    if getattr(ctx.command, "host", None) is not None:
+        ctx.obj["host"] = ctx.command.host  # type: ignore[attr-defined]
     set_quiet(quiet)
 
 
@@ -92,6 +97,19 @@ def _load_commands() -> None:
         importlib.import_module(f"provscan.commands.{name}")
 
 
+def command_host(ctx: click.Context | None = None) -> Host:
+    """The host the running command works with.
+
+    It is the host whose plugins added their commands to the group (``ctx.obj["host"]``, which is
+    also how a plugin's command gets it), else the process host.
+    """
+    from provscan.plugins import get_host
+
+    ctx = ctx or click.get_current_context(silent=True)
+    host = ctx.find_root().obj.get("host") if ctx is not None and ctx.find_root().obj else None
+    return host if host is not None else get_host()
+
+
 def register_plugin_commands(group: click.Group) -> None:
     """Let every plugin add its commands to ``group`` (once per group)."""
     from provscan.plugins import get_host
@@ -99,8 +117,10 @@ def register_plugin_commands(group: click.Group) -> None:
     if getattr(group, "plugin_commands_loaded", False):
         return
     group.plugin_commands_loaded = True  # type: ignore[attr-defined]
+    host = get_host()
+    group.host = host  # type: ignore[attr-defined]
     try:
-        get_host().hook.register_commands(cli=group)
+        host.hook.register_commands(cli=group)
     except ProvscanError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_USAGE)

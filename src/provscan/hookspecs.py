@@ -20,9 +20,10 @@ if TYPE_CHECKING:
     import click
 
     from provscan.detectors import Detector, Injector
+    from provscan.plugins import Host
     from provscan.report import Reporter
     from provscan.scan import Scan, ScanResult
-    from provscan.targets import OpenOptions, Target
+    from provscan.targets import OpenOptions, ResolvedLocation, Target
 
 hookspec = pluggy.HookspecMarker("provscan")
 
@@ -72,23 +73,54 @@ def register_model_factories() -> dict[str, Callable[..., Any]]:
 
 
 @hookspec(firstresult=True)
-def open_target(location: str, options: OpenOptions) -> Target | None:
-    """Open ``location`` as a :class:`provscan.Target`, or return None.
+def resolve_location(location: str, options: OpenOptions) -> ResolvedLocation | None:
+    """Resolve a remote location (``hf://org/name@rev``, ``models:/name/version``...) to local files.
 
-    When: once per scan, after the digest was taken and the file-safety scan accepted the files
-    (for a local path), before any detector runs.
+    When: once per :func:`provscan.checkpoint.open_checkpoint` call, before anything is digested,
+    scanned or loaded. A location no implementation resolves is used as given: an existing local
+    path is scanned as it is, anything else goes to :func:`open_target` as it is (endpoints).
 
     Parameters:
-        location: the target as the user gave it: a file or directory path, or a URL.
-        options: :class:`provscan.OpenOptions` (``device``, ``dtype``, ``batch_size``,
+        location: the target as the user gave it.
+        options: :class:`provscan.targets.OpenOptions` from the command line.
+
+    Returns: a :class:`provscan.targets.ResolvedLocation` (``path``: a private local copy or the
+    local cache snapshot, which provscan then digests, scans and loads like a local checkpoint;
+    ``identity``: the pinned identity as strings, e.g. ``{"type": "hf", "repo_id": ...,
+    "revision": ..., "commit": ...}``, recorded in the certificate subject; ``cleanup``: called
+    once the files are no longer needed), or None when this plugin does not recognise
+    ``location``. ``firstresult``: the first non-None result wins. Resolve to a pinned, immutable
+    identity (a commit SHA, a registry version), never to a moving name. Raise
+    :class:`provscan.errors.ProvscanError` for a location this plugin recognises but cannot
+    resolve (one-line error, exit 2).
+    """
+
+
+@hookspec(firstresult=True)
+def open_target(location: str, options: OpenOptions, host: Host) -> Target | None:
+    """Open ``location`` as a :class:`provscan.targets.Target`, or return None.
+
+    When: once per :func:`provscan.checkpoint.open_checkpoint` call (every scan, reference model,
+    inspection that loads), after the digest was taken and the file-safety scan accepted the
+    files (for a local path), before any detector runs. The files are checked again after this
+    hook returns (same files, same identity, same SHA-256); a change discards the target.
+
+    Parameters:
+        location: a local file or directory path (for a location resolved by
+            :func:`resolve_location`, its local copy), or a URL (endpoints).
+        options: :class:`provscan.targets.OpenOptions` (``device``, ``dtype``, ``batch_size``,
             ``model_factory``, ``kind``, ``extra``) from the command line.
+        host: the :class:`provscan.plugins.Host` running the scan; look registries up on it
+            (``host.model_factories()``), never through a global. Optional: an implementation
+            may leave it out of its signature.
 
     Returns: a Target (classifier, causal-lm or seq2seq), or None when this opener does not
     recognise ``location``. ``firstresult``: the first non-None result wins and later openers are
     not called; implementations registered later are called first, so a third-party opener takes
     precedence over the built-in ones (which are ``trylast``). Raise
-    :class:`provscan.ProvscanError` for a location this opener recognises but cannot open;
-    the scan then reports every model detector as inconclusive with that message.
+    :class:`provscan.errors.ProvscanError` for a location this opener recognises but cannot open;
+    the scan then reports every model detector as inconclusive with that message. Load only the
+    files under ``location`` and nothing else (no network, no other paths).
     """
 
 

@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from provscan.detectors import Detector, detector_rng
-from provscan.digest import Manifest, compute_manifest
+from provscan.digest import Manifest
 from provscan.errors import ProvscanError
 from provscan.evidence import Claim, Decision, Evidence
 from provscan.params import resolve_params
 from provscan.plugins import Host
 from provscan.policy import Policy, PolicyVerdict, evaluate
 from provscan.progress import progress
-from provscan.safety import SafetyReport, SafetyVerdict, scan_path
+from provscan.safety import SafetyReport
 from provscan.targets.base import FilesTarget, OpenOptions, Target
 
 FILE_SAFETY = "file-safety"
@@ -85,37 +85,28 @@ def check_detectors(host: Host, ids: list[str], params: dict[str, dict[str, Any]
 
 def run_scan(host: Host, scan: Scan) -> ScanResult:
     """Run every selected detector against the target, isolating plugin failures."""
-    is_local = Path(scan.location).exists()
-    if not is_local and "://" not in scan.location:
-        raise ProvscanError(f"no such file or directory: {scan.location}")
-    # File safety is about loading local files; an endpoint target has none, so it runs there only
-    # when asked for (and then reports inconclusive: nothing could be scanned).
-    implicit = [FILE_SAFETY] if is_local else []
-    ids = list(dict.fromkeys([*implicit, *scan.detector_ids, *scan.policy.required_detectors()]))
-    resolved = check_detectors(host, ids, scan.params)
-    if is_local:
-        scan.manifest = compute_manifest(Path(scan.location))
-        scan.safety = scan_path(Path(scan.location))
-    evidence: list[Evidence] = []
-    files_target = FilesTarget(scan.location, "files", scan.manifest, scan.safety)
-    load_error: str | None = None
-    if scan.safety is None or scan.safety.verdict == SafetyVerdict.SAFE:
-        try:
-            scan.target = host.hook.open_target(location=scan.location, options=scan.options)
-            if scan.target is None:
-                load_error = f"no installed opener understands {scan.location}"
-        except ProvscanError as exc:
-            load_error = str(exc)
-    else:
-        load_error = f"not loaded: file-safety verdict is {scan.safety.verdict.value}"
-    if scan.target is not None:
-        scan.target.manifest, scan.target.safety = scan.manifest, scan.safety
-    host.hook.scan_started(scan=scan)
-    detectors = host.detectors()
-    for did in progress(ids, desc="detectors", total=len(ids)):
-        cls = detectors[did]
-        target = files_target if did == FILE_SAFETY else scan.target
-        evidence.append(_run_one(cls, target, resolved[did], scan.seed, load_error))
+    from provscan.checkpoint import open_checkpoint
+
+    asked = list(dict.fromkeys([*scan.detector_ids, *scan.policy.required_detectors()]))
+    resolved_params = check_detectors(host, list(dict.fromkeys([FILE_SAFETY, *asked])), scan.params)
+    with open_checkpoint(host, scan.location, scan.options) as opened:
+        scan.manifest, scan.safety, scan.target = opened.manifest, opened.safety, opened.target
+        load_error = opened.load_error
+        # File safety is about loading local files; an endpoint target has none, so it runs there
+        # only when asked for (and then reports inconclusive: nothing could be scanned).
+        ids = list(dict.fromkeys([FILE_SAFETY, *asked])) if opened.is_local else asked
+        evidence: list[Evidence] = []
+        files_target = FilesTarget(scan.location, "files", scan.manifest, scan.safety)
+        files_target.host = host
+        host.hook.scan_started(scan=scan)
+        detectors = host.detectors()
+        for did in progress(ids, desc="detectors", total=len(ids)):
+            cls = detectors[did]
+            if did == FILE_SAFETY and opened.changed is not None:
+                evidence.append(inconclusive(cls, "files", resolved_params[did], load_error or ""))
+                continue
+            target = files_target if did == FILE_SAFETY else scan.target
+            evidence.append(_run_one(cls, target, resolved_params[did], scan.seed, load_error))
     plugins = plugin_versions(host)
     result = ScanResult(scan, evidence, evaluate(scan.policy, evidence, plugins),
                         datetime.now(timezone.utc).isoformat(), environment(), plugins)

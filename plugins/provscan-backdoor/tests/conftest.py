@@ -73,9 +73,9 @@ def references4(shared_artifact, digits_dir: Path) -> Path:
 
 @pytest.fixture
 def open_model(provscan_host) -> Callable[[Path], object]:
-    from provscan import OpenOptions
+    from provscan import OpenOptions, open_checkpoint
 
     def _open(path: Path) -> object:
-        return provscan_host.hook.open_target(location=str(path), options=OpenOptions(device="cpu"))
+        return open_checkpoint(provscan_host, path, OpenOptions(device="cpu")).require_target()
 
     return _open

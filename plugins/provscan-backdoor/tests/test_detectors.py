@@ -71,11 +71,12 @@ def test_too_few_references_is_inconclusive(open_model, clean_model: Path, refer
 
 
 def test_scores_file_matches_directory_and_checks_parameters(open_model, clean_model: Path,
-                                                             references4: Path, tmp_path: Path) -> None:
+                                                             references4: Path, tmp_path: Path,
+                                                             provscan_host) -> None:
     out = tmp_path / "refs.json"
     res = CliRunner().invoke(backdoor, ["score-references", str(references4), "-d", "backdoor.max-margin",
                                         "-p", "steps=30", "-p", "restarts=4", "--out", str(out),
-                                        "--device", "cpu"])
+                                        "--device", "cpu"], obj={"host": provscan_host})
     assert res.exit_code == 0, res.output
     doc = json.loads(out.read_text())
     assert len(doc["scores"]) == 4 and doc["statistic"]["params"]["steps"] == 30
@@ -132,24 +133,25 @@ def test_max_margin_on_cuda_bf16_names_the_target(poisoned_model: Path, provscan
 
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
-    from provscan import OpenOptions
+    from provscan import OpenOptions, open_checkpoint
 
-    target = provscan_host.hook.open_target(location=str(poisoned_model),
-                                            options=OpenOptions(device="cuda", dtype="bfloat16"))
+    target = open_checkpoint(provscan_host, poisoned_model,
+                             OpenOptions(device="cuda", dtype="bfloat16")).require_target()
     ev = run(MaxMargin, target, **FAST_MM)
     assert str(target.device).startswith("cuda")
     assert ev.details["target_class"] == TARGET_CLASS
 
 
 def test_train_references_command_writes_loadable_models(digits_dir: Path, tmp_path: Path,
-                                                         open_model) -> None:
+                                                         open_model, provscan_host) -> None:
     out = tmp_path / "refs"
     res = CliRunner().invoke(backdoor, ["train-references", str(digits_dir / "test.npz"), "--out",
-                                        str(out), "-n", "2", "--epochs", "1", "--seed", "5"])
+                                        str(out), "-n", "2", "--epochs", "1", "--seed", "5"],
+                             obj={"host": provscan_host})
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in out.iterdir()) == ["ref-00005", "ref-00006"]
     assert open_model(out / "ref-00005").num_classes == 10
     res = CliRunner().invoke(backdoor, ["score-references", str(out), "-d", "taggants",
-                                        "--out", str(tmp_path / "s.json")])
+                                        "--out", str(tmp_path / "s.json")], obj={"host": provscan_host})
     assert res.exit_code != 0 and "not a provscan-backdoor detector" in str(res.exception)
     assert not (tmp_path / "s.json").exists()

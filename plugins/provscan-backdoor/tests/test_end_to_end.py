@@ -22,7 +22,9 @@ NC = ["-p", "steps=150", "-p", "n_clean=32"]
 
 
 def invoke(group, *args) -> object:
-    res = CliRunner().invoke(group, [str(a) for a in args])
+    from provscan.plugins import new_host
+
+    res = CliRunner().invoke(group, [str(a) for a in args], obj={"host": new_host(load_entry_points=True)})
     assert res.exit_code == 0, res.output
     return res
 

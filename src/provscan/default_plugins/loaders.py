@@ -14,7 +14,7 @@ import importlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import provscan
 from provscan.classifier_card import MODEL_CARD, build_from_card
@@ -31,6 +31,9 @@ from provscan.targets.base import (
     resolve_dtype,
 )
 
+if TYPE_CHECKING:
+    from provscan.plugins import Host
+
 TORCH_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt"}
 MIN_TORCH = (2, 10)
 HF_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
@@ -38,7 +41,7 @@ HF_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_mode
 
 
 @provscan.hookimpl(trylast=True)
-def open_target(location: str, options: OpenOptions) -> Target | None:
+def open_target(location: str, options: OpenOptions, host: Host) -> Target | None:
     if location.startswith(("http://", "https://")):
         from provscan.targets.endpoint import open_endpoint
 
@@ -47,12 +50,12 @@ def open_target(location: str, options: OpenOptions) -> Target | None:
     path = Path(location)
     if path.is_dir():
         if (path / MODEL_CARD).exists():
-            return open_provscan_classifier(path, options)
+            return open_provscan_classifier(path, options, host)
         if (path / "config.json").exists():
             return open_hf_dir(path, options)
         return None
     if path.is_file() and (path.suffix.lower() in TORCH_SUFFIXES or path.suffix == ".safetensors"):
-        return open_state_dict_file(path, options)
+        return open_state_dict_file(path, options, host)
     return None
 
 
@@ -96,10 +99,8 @@ def load_torch_weights(path: Path) -> Any:
 
 
 # --- provscan classifier dirs ------------------------------------------------------------------
-def open_provscan_classifier(path: Path, options: OpenOptions) -> ClassifierTarget:
+def open_provscan_classifier(path: Path, options: OpenOptions, host: Host) -> ClassifierTarget:
     from safetensors.torch import load_file
-
-    from provscan.plugins import get_host
 
     try:
         card = json.loads((path / MODEL_CARD).read_text())
@@ -107,7 +108,7 @@ def open_provscan_classifier(path: Path, options: OpenOptions) -> ClassifierTarg
         raise ProvscanError(f"{path / MODEL_CARD}: not valid JSON ({exc})") from None
     if not isinstance(card, dict) or not isinstance(card.get("input_shape"), list):
         raise ProvscanError(f"{path / MODEL_CARD}: needs factory, num_classes and input_shape")
-    module = build_from_card(card, get_host().model_factories())
+    module = build_from_card(card, host.model_factories())
     weights = path / "model.safetensors"
     if not weights.is_file():
         raise ProvscanError(f"{path}: no model.safetensors")
@@ -131,11 +132,9 @@ def _load_into(module: Any, state: Any, path: Path, factory: str) -> None:
 
 
 # --- plain state dict + --model-factory --------------------------------------------------------
-def resolve_factory(spec: str) -> Any:
-    """``module:callable`` (imported: the user named it) or a registered factory name."""
-    from provscan.plugins import get_host
-
-    registered = get_host().model_factories()
+def resolve_factory(spec: str, host: Host) -> Any:
+    """``module:callable`` (imported: the user named it) or a factory registered on ``host``."""
+    registered = host.model_factories()
     if spec in registered:
         return registered[spec]
     module_name, sep, attr = spec.partition(":")
@@ -153,7 +152,7 @@ def resolve_factory(spec: str) -> Any:
     return obj
 
 
-def open_state_dict_file(path: Path, options: OpenOptions) -> ClassifierTarget:
+def open_state_dict_file(path: Path, options: OpenOptions, host: Host) -> ClassifierTarget:
     """A single weights file (torch or safetensors) plus the architecture named by the user.
 
     The factory is called with no arguments (or ``options.extra["factory_config"]``) and returns an
@@ -165,7 +164,7 @@ def open_state_dict_file(path: Path, options: OpenOptions) -> ClassifierTarget:
     state: Any
     if not options.model_factory:
         raise ProvscanError(f"{path.name}: a plain weights file needs --model-factory module:callable")
-    factory = resolve_factory(options.model_factory)
+    factory = resolve_factory(options.model_factory, host)
     try:
         module = factory(**dict(options.extra.get("factory_config") or {}))
     except TypeError as exc:

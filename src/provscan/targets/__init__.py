@@ -5,8 +5,9 @@ from provscan.targets.base import (
     FilesTarget,
     LMTarget,
     OpenOptions,
+    ResolvedLocation,
     Target,
     TextClassifierTarget,
 )
 
-__all__ = ["ClassifierTarget", "FilesTarget", "LMTarget", "OpenOptions", "Target", "TextClassifierTarget"]
+__all__ = ["ClassifierTarget", "FilesTarget", "LMTarget", "OpenOptions", "ResolvedLocation", "Target", "TextClassifierTarget"]

@@ -9,7 +9,9 @@ report inconclusive.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,6 +28,23 @@ class OpenOptions:
     model_factory: str | None = None
     kind: str | None = None  # force a target kind when a directory could be several
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ResolvedLocation:
+    """A location resolved by a ``resolve_location`` hook to local files and a pinned identity.
+
+    ``path`` is a private local copy (or the local cache snapshot) that is digested, scanned and
+    loaded like a local checkpoint; ``identity`` pins what the location named (for example
+    ``{"type": "hf", "repo_id": ..., "revision": ..., "commit": ...}`` or ``{"type": "mlflow",
+    "registry": ..., "name": ..., "version": ..., "source": ...}``; string values only) and is
+    recorded in the certificate subject; ``cleanup`` (when set) removes the private copy and is
+    called once the scan no longer needs the files.
+    """
+
+    path: Path
+    identity: dict[str, str] = field(default_factory=dict)
+    cleanup: Callable[[], None] | None = None
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -58,9 +77,15 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 
 class Target:
-    """Base of every target. ``kind`` is one of :data:`provscan.detectors.TARGET_KINDS`."""
+    """Base of every target. ``kind`` is one of :data:`provscan.detectors.TARGET_KINDS`.
+
+    ``host`` is the :class:`provscan.plugins.Host` that opened the target (set by
+    :func:`provscan.checkpoint.open_checkpoint` and by the scan): detectors look registries up
+    and open reference models through it, never through a global.
+    """
 
     kind: str = "files"
+    host: Any = None
 
     def __init__(
         self,

@@ -67,6 +67,7 @@ def cli_for_host(host: _plugins.Host) -> click.Group:
 
     group = type(cli)(name=cli.name, commands=dict(cli.commands), params=list(cli.params),
                       callback=cli.callback, help=cli.help)
+    group.host = host  # type: ignore[attr-defined]
     host.hook.register_commands(cli=group)
     return group
 

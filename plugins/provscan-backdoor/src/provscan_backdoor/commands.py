@@ -11,6 +11,15 @@ import click
 from provscan import ProvscanError
 
 
+def command_host() -> Any:
+    """The plugin host of the running ``provscan`` command (``ctx.obj["host"]``, set by provscan)."""
+    obj = click.get_current_context().find_root().obj
+    host = obj.get("host") if isinstance(obj, dict) else None
+    if host is None:
+        raise ProvscanError("no plugin host in the click context: run this through `provscan` "
+                            "(or invoke the group with obj={'host': host})")
+    return host
+
 @click.group("backdoor")
 def backdoor() -> None:
     """Reference clean models for the backdoor detectors' calibrated p-values."""
@@ -33,7 +42,7 @@ def train_references_cmd(clean_data: Path, out: Path, count: int, factory: str, 
     recipe; use the recipe (architecture, data, epochs) the audited model was trained with."""
     from provscan_backdoor.training import train_references
 
-    paths = train_references(clean_data, out, count, factory, epochs, lr, seed)
+    paths = train_references(command_host(), clean_data, out, count, factory, epochs, lr, seed)
     if as_json:
         click.echo(json.dumps({"out": str(out), "models": [p.name for p in paths]}))
     else:
@@ -60,7 +69,7 @@ def score_references_cmd(references: Path, detector_id: str, params: tuple[str, 
         if not sep:
             raise ProvscanError(f"malformed --param {item!r}: expected KEY=VALUE")
         given[key] = value
-    doc = score_references(references, detector_id, given, out, seed, device)
+    doc = score_references(command_host(), references, detector_id, given, out, seed, device)
     if as_json:
         click.echo(json.dumps({"out": str(out), "scores": doc["scores"]}))
     else:

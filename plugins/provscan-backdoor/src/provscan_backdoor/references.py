@@ -36,12 +36,19 @@ def reference_dirs(root: Path) -> list[Path]:
     return dirs
 
 
-def open_reference(path: Path, like: ClassifierTarget) -> ClassifierTarget:
-    from provscan.plugins import get_host
+def open_reference(host: Any, path: Path, like: ClassifierTarget) -> ClassifierTarget:
+    """Open a reference model through ``host`` (digest, file-safety scan and load, one path)."""
+    from provscan.checkpoint import open_checkpoint
 
     dtype = str(like.dtype).replace("torch.", "")
     opts = OpenOptions(device=str(like.device), dtype=dtype, batch_size=like.batch_size)
-    ref = get_host().hook.open_target(location=str(path), options=opts)
+    if host is None:
+        raise ProvscanError(f"reference {path}: no plugin host to open it with (open the model "
+                            "under test with provscan.checkpoint.open_checkpoint)")
+    opened = open_checkpoint(host, path, opts)
+    if opened.target is None:
+        raise ProvscanError(f"reference {path}: {opened.load_error}")
+    ref = opened.target
     if not isinstance(ref, ClassifierTarget) or ref.module is None:
         raise ProvscanError(f"reference {path}: not a white-box image classifier")
     if ref.num_classes != like.num_classes or ref.input_shape != like.input_shape:
@@ -56,7 +63,7 @@ def load_reference_scores(location: str, key: dict[str, Any], like: ClassifierTa
     path = Path(location)
     if path.is_dir():
         dirs = reference_dirs(path)
-        return [score(open_reference(d, like)) for d in dirs], f"{len(dirs)} models in {path}"
+        return [score(open_reference(like.host, d, like)) for d in dirs], f"{len(dirs)} models in {path}"
     if not path.is_file():
         raise ProvscanError(f"references {path}: no such file or directory")
     try:

@@ -9,17 +9,16 @@ from typing import Any
 from provscan import ProvscanError, atomic_dir, atomic_write_text
 
 
-def train_references(clean_data: Path, out: Path, count: int, factory: str = "small-cnn",
+def train_references(host: Any, clean_data: Path, out: Path, count: int, factory: str = "small-cnn",
                      epochs: int = 20, lr: float = 3e-3, seed: int = 1000) -> list[Path]:
     """Train ``count`` models on ``clean_data`` (seeds ``seed .. seed+count-1``) into ``out/ref-*``,
-    written atomically as one directory."""
+    written atomically as one directory. ``factory`` is looked up on ``host``."""
     from provscan import save_classifier
     from provscan.datasets import load_dataset
-    from provscan.plugins import get_host
     from provscan.training import train_classifier
 
     ds = load_dataset(Path(clean_data))
-    factories = get_host().model_factories()
+    factories = host.model_factories()
     if factory not in factories:
         raise ProvscanError(f"unknown model factory {factory!r} (known: {', '.join(sorted(factories))})")
     c, h, _ = ds.input_shape
@@ -35,11 +34,10 @@ def train_references(clean_data: Path, out: Path, count: int, factory: str = "sm
     return paths
 
 
-def score_references(references: Path, detector_id: str, given: dict[str, Any], out: Path,
+def score_references(host: Any, references: Path, detector_id: str, given: dict[str, Any], out: Path,
                      seed: int = 0, device: str = "auto") -> dict[str, Any]:
     """Compute the detector's score on every reference model and write a scores file."""
-    from provscan import detector_rng, resolve_params
-    from provscan.plugins import get_host
+    from provscan import detector_rng, open_checkpoint, resolve_params
     from provscan_backdoor.detectors import DETECTORS, parse_classes
     from provscan_backdoor.references import (
         open_reference,
@@ -58,11 +56,11 @@ def score_references(references: Path, detector_id: str, given: dict[str, Any], 
     dirs = reference_dirs(Path(references))
     from provscan import OpenOptions
 
-    first = get_host().hook.open_target(location=str(dirs[0]), options=OpenOptions(device=device))
+    first = open_checkpoint(host, dirs[0], OpenOptions(device=device)).require_target()
     classes = parse_classes(params["classes"], first.num_classes)
     det = cls()
     run_seed = int(detector_rng(seed, detector_id).integers(2**31 - 1))
-    scores = [det.model_score(open_reference(d, first), classes, params, run_seed) for d in dirs]
+    scores = [det.model_score(open_reference(host, d, first), classes, params, run_seed) for d in dirs]
     doc = scores_document(statistic_key(cls.id, cls.version, params, cls.stat_params), first,
                           [d.name for d in dirs], scores)
     doc["seed"] = seed

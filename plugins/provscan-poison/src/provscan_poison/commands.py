@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 import numpy as np
 
 from provscan import ProvscanError
 
+
+def command_host() -> Any:
+    """The plugin host of the running ``provscan`` command (``ctx.obj["host"]``, set by provscan)."""
+    obj = click.get_current_context().find_root().obj
+    host = obj.get("host") if isinstance(obj, dict) else None
+    if host is None:
+        raise ProvscanError("no plugin host in the click context: run this through `provscan` "
+                            "(or invoke the group with obj={'host': host})")
+    return host
 
 @click.group("poison")
 def poison() -> None:
@@ -49,15 +59,15 @@ def apply_trigger_cmd(data: Path, secret: Path, out: Path, relabel: bool, as_jso
 @click.option("--json", "as_json", is_flag=True, help="Print the rates as JSON.")
 def asr_cmd(model: str, data: Path, secret: Path, device: str, as_json: bool) -> None:
     """Attack success rate and clean accuracy of MODEL on DATA under the secret's trigger."""
-    from provscan import OpenOptions
+    from provscan import OpenOptions, open_checkpoint
     from provscan.datasets import load_dataset
-    from provscan.plugins import get_host
     from provscan_poison.triggers import attack_success_rate, load_secret
 
     sec = load_secret(secret)
     ds = load_dataset(data)
-    target = get_host().hook.open_target(location=model, options=OpenOptions(device=device))
-    if target is None or not hasattr(target, "logits"):
+    host = command_host()
+    target = open_checkpoint(host, model, OpenOptions(device=device)).require_target()
+    if not hasattr(target, "logits"):
         raise ProvscanError(f"{model}: not an image classifier provscan can open")
 
     def predict(x: np.ndarray) -> np.ndarray:

@@ -62,7 +62,7 @@ class SpinDetector(Detector):
         if len(probe.docs) < 6:
             return self._inconclusive(params, target.kind, f"only {len(probe.docs)} documents have "
                                       "replaceable words (need at least 6)")
-        scorers = make_scorers(params)
+        scorers = make_scorers(params, target.host)
         run = probe.run(target, scorers, gen_seed)
         if not any(o.strip() for o in run["original"]):
             return self._inconclusive(params, target.kind, "the model produced empty outputs for every document")
@@ -72,7 +72,7 @@ class SpinDetector(Detector):
         content = peer_tests(candidates, dist, rng) if meta and dist else None
         ev = self._evidence(target, params, probe, run, meta or dist, results, content, gen_seed)
         if params["references"]:
-            ev.claims.append(conformal_claim(params, probe, scorers, gen_seed, results, rng))
+            ev.claims.append(conformal_claim(target.host, params, probe, scorers, gen_seed, results, rng))
         return ev
 
     def _inconclusive(self, params: dict[str, Any], kind: str, reason: str) -> Evidence:
@@ -168,16 +168,17 @@ def check_params(params: dict[str, Any]) -> None:
         raise ProvscanError("spin: alpha and fdr must lie in (0, 1)")
 
 
-def make_scorers(params: dict[str, Any]) -> dict[str, Any]:
-    """Name -> scorer object (or the distance marker) for every requested statistic."""
-    from provscan.plugins import get_host
-
+def make_scorers(params: dict[str, Any], host: Any) -> dict[str, Any]:
+    """Name -> scorer object (or the distance marker) for every requested statistic; scorers are
+    looked up on ``host`` (the host that opened the target)."""
+    if host is None:
+        raise ProvscanError("spin: the target has no plugin host (open it with open_checkpoint)")
     names = [n.strip() for n in params["statistics"].split(",") if n.strip()]
     if params["classifier"] and "hf-classifier" not in names:
         names.append("hf-classifier")
     if not names:
         raise ProvscanError("spin: no statistics selected")
-    available = get_host().scorers()
+    available = host.scorers()
     out: dict[str, Any] = {}
     for name in names:
         if name == DISTANCE:
@@ -312,13 +313,11 @@ def ranked_figure(results: list[CandidateResult], alpha: float) -> dict[str, byt
     return {"Spin candidates ranked by Holm-adjusted p-value": fig}
 
 
-def conformal_claim(params: dict[str, Any], probe: Probe, scorers: dict[str, Any], gen_seed: int,
+def conformal_claim(host: Any, params: dict[str, Any], probe: Probe, scorers: dict[str, Any], gen_seed: int,
                     results: list[CandidateResult], rng: np.random.Generator) -> Claim:
     """Rank of the target's strongest candidate statistic among clean reference models' strongest
     statistics on the same probe: p = (1 + #{ref >= target}) / (R + 1)."""
-    from provscan import OpenOptions
-    from provscan.plugins import get_host
-    from provscan.safety import SafetyVerdict, scan_path
+    from provscan import OpenOptions, open_checkpoint
     from provscan.stats import conformal_p_value
 
     def strongest(rs: list[CandidateResult]) -> float:
@@ -328,12 +327,10 @@ def conformal_claim(params: dict[str, Any], probe: Probe, scorers: dict[str, Any
     for loc in [s.strip() for s in params["references"].split(",") if s.strip()]:
         if not Path(loc).exists():
             raise ProvscanError(f"spin: reference {loc} does not exist")
-        report = scan_path(Path(loc))
-        if report.verdict != SafetyVerdict.SAFE:
-            raise ProvscanError(f"spin: reference {loc} failed the file-safety scan ({report.verdict.value})")
-        ref = get_host().hook.open_target(location=loc, options=OpenOptions())
-        if ref is None:
-            raise ProvscanError(f"spin: no opener understands reference {loc}")
+        opened = open_checkpoint(host, loc, OpenOptions())
+        if opened.target is None:
+            raise ProvscanError(f"spin: reference {loc} not loaded ({opened.load_error})")
+        ref = opened.target
         stats = probe.run(ref, scorers, gen_seed)["statistics"]
         meta = [s for s in stats if s.role == "meta-task"]
         refs.append(strongest(peer_tests(probe.candidates, meta or stats, rng)))
