@@ -29,8 +29,6 @@ SUBMODULE_NAMES = {"stats", "datasets", "training", "svg"}
 # only shrinks.
 PENDING: dict[tuple[str, str], str] = {
     ("provscan.plugins", "get_host"): "pipeline: the host is passed down (issue 10 item 2)",
-    ("provscan.safety", "SafetyVerdict"): "pipeline: spin references go through open_checkpoint",
-    ("provscan.safety", "scan_path"): "pipeline: spin references go through open_checkpoint",
     ("provscan.corpora", "find_corpus"): "light: corpora ship as package data (issue 10 item 9)",
 }
 

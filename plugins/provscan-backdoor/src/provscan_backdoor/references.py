@@ -38,13 +38,13 @@ def reference_dirs(root: Path) -> list[Path]:
 
 def open_reference(host: Any, path: Path, like: ClassifierTarget) -> ClassifierTarget:
     """Open a reference model through ``host`` (digest, file-safety scan and load, one path)."""
-    from provscan.checkpoint import open_checkpoint
+    from provscan import open_checkpoint
 
     dtype = str(like.dtype).replace("torch.", "")
     opts = OpenOptions(device=str(like.device), dtype=dtype, batch_size=like.batch_size)
     if host is None:
         raise ProvscanError(f"reference {path}: no plugin host to open it with (open the model "
-                            "under test with provscan.checkpoint.open_checkpoint)")
+                            "under test with provscan.open_checkpoint)")
     opened = open_checkpoint(host, path, opts)
     if opened.target is None:
         raise ProvscanError(f"reference {path}: {opened.load_error}")
