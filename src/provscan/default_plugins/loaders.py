@@ -66,12 +66,40 @@ def _common(path: Path, fmt: str, options: OpenOptions) -> dict[str, Any]:
 
 
 # --- safe loading primitives -------------------------------------------------------------------
-def require_safe(path: Path, rel: str | None = None) -> None:
-    """Re-scan one file right before loading it; anything but ``safe`` refuses the load."""
+def require_safe(path: Path, rel: str | None = None) -> int:
+    """Re-scan one file right before loading it; anything but ``safe`` refuses the load.
+
+    Returns the number of tensor elements the file holds (0 when it holds no tensors).
+    """
     result = scan_file(rel or path.name, path)
     if result.verdict != SafetyVerdict.SAFE:
         why = "; ".join(result.findings[:2]) or "not understood"
         raise UnsafeCheckpointError(f"{rel or path.name}: file-safety verdict {result.verdict.value} ({why}); not loaded")
+    return int(result.info.get("parameters", 0))
+
+
+def check_declared_size(build: Any, stored: int, what: str) -> None:
+    """Refuse, before anything is allocated, a model whose declared size exceeds its weights.
+
+    ``build()`` constructs the model from the checkpoint's declared configuration; it is run on
+    torch's ``meta`` device (shapes only, no memory). A model with more parameters than the weight
+    files hold elements could not be filled by them: loading it would allocate (and initialise)
+    memory that the checkpoint only declares, e.g. a card saying ``hidden=30000000``. A builder
+    that cannot run on the meta device is left to the normal load.
+    """
+    import torch
+
+    try:
+        with torch.device("meta"):
+            module = build()
+        declared = sum(p.numel() for p in module.parameters())
+    except ProvscanError:
+        raise
+    except Exception:  # noqa: BLE001 - factories that cannot build on meta are built normally
+        return
+    if declared > stored:
+        raise ProvscanError(f"{what} declares a model of {declared:,} parameters but the weights hold "
+                            f"{stored:,} values: not built (the declared size is not backed by weights)")
 
 
 def check_torch_load_policy() -> None:
@@ -108,11 +136,13 @@ def open_provscan_classifier(path: Path, options: OpenOptions, host: Host) -> Cl
         raise ProvscanError(f"{path / MODEL_CARD}: not valid JSON ({exc})") from None
     if not isinstance(card, dict) or not isinstance(card.get("input_shape"), list):
         raise ProvscanError(f"{path / MODEL_CARD}: needs factory, num_classes and input_shape")
-    module = build_from_card(card, host.model_factories())
     weights = path / "model.safetensors"
     if not weights.is_file():
         raise ProvscanError(f"{path}: no model.safetensors")
-    require_safe(weights)
+    stored = require_safe(weights)
+    factories = host.model_factories()
+    check_declared_size(lambda: build_from_card(card, factories), stored, MODEL_CARD)
+    module = build_from_card(card, factories)
     _load_into(module, load_file(str(weights)), path, card["factory"])
     return ClassifierTarget(module, card["num_classes"], tuple(card["input_shape"]),
                             info={"parameters": sum(p.numel() for p in module.parameters()),
@@ -246,13 +276,16 @@ def open_hf_dir(path: Path, options: OpenOptions) -> Target:
         raise ProvscanError(f"{path / 'config.json'}: not valid JSON ({exc})") from None
     kind = options.kind or hf_kind(config)
     files, safe = hf_weight_files(path)
-    for f in files:
-        require_safe(f, f.name)
+    stored = sum(require_safe(f, f.name) for f in files)
     if not safe:
         check_torch_load_policy()
     common = _common(path, "hf-dir", options)
     load: dict[str, Any] = dict(local_files_only=True, trust_remote_code=False, use_safetensors=safe)
     try:
+        auto = {"causal-lm": transformers.AutoModelForCausalLM, "seq2seq": transformers.AutoModelForSeq2SeqLM}.get(kind)
+        if auto is not None:
+            hf_config = transformers.AutoConfig.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
+            check_declared_size(lambda: auto.from_config(hf_config, trust_remote_code=False), stored, "config.json")
         if kind == "causal-lm":
             model = transformers.AutoModelForCausalLM.from_pretrained(str(path), **load)
         elif kind == "seq2seq":

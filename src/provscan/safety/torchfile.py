@@ -11,19 +11,18 @@ the byte size its element type and element count imply.
 
 from __future__ import annotations
 
+import collections
 import re
 import struct
 import zipfile
 import zlib
-from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from provscan.safety.pickle_scan import PickleAnalysis, analyse_pickle
+from provscan.safety.pickle_scan import Counter, PickleAnalysis, analyse_pickle
 from provscan.safety.report import FileSafety, SafetyVerdict
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
-MAX_PICKLE_BYTES = 1 << 30
 _LOCAL = struct.Struct("<4sHHHHHIIIHH")
 _KNOWN_META = {"byteorder", "version", ".data/version", ".format_version", ".storage_alignment",
                ".data/serialization_id"}
@@ -50,18 +49,40 @@ def tensors_summary(a: PickleAnalysis) -> dict[str, Any]:
             "dtypes": dtypes, "bytes": sum(s.numel * s.element_size for s in a.storages.values())}
 
 
-def scan_torch_zip(rel: str, path: Path) -> FileSafety:
+def scan_torch_zip(rel: str, raw: IO[bytes], size: int, counter: Counter) -> FileSafety:
+    """A zip archive read from ``raw`` (seekable, ``size`` bytes): a torch checkpoint or refused."""
+    try:
+        return _scan_torch_zip(rel, raw, size, counter)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, struct.error, ValueError,
+            NotImplementedError, RuntimeError, KeyError, UnicodeDecodeError) as exc:
+        # RuntimeError: an encrypted member ("password required"); NotImplementedError: a method
+        return FileSafety(rel, "zip", SafetyVerdict.UNSAFE, [f"malformed zip archive ({type(exc).__name__}: {exc})"])
+
+
+def _scan_torch_zip(rel: str, raw: IO[bytes], size: int, counter: Counter) -> FileSafety:
     unsafe: list[str] = []
     info: dict[str, Any] = {}
-    size = path.stat().st_size
-    try:
-        zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        return FileSafety(rel, "zip", SafetyVerdict.UNSAFE, [f"malformed zip archive ({exc})"])
-    with zf, open(path, "rb") as raw:
+    limits = counter.limits
+    raw.seek(0)
+    endrec = zipfile._EndRecData(raw)  # type: ignore[attr-defined]  # stable since Python 2
+    if endrec is None:
+        return FileSafety(rel, "zip", SafetyVerdict.UNSAFE, ["malformed zip archive (no end-of-central-directory record)"])
+    if endrec[zipfile._ECD_ENTRIES_TOTAL] > limits.max_zip_members:  # type: ignore[attr-defined]
+        return FileSafety(rel, "zip", SafetyVerdict.INCONCLUSIVE, [
+            f"over budget: more than {limits.max_zip_members} zip members (PROVSCAN_SAFETY_MAX_ZIP_MEMBERS)"])
+    raw.seek(0)
+    zf = zipfile.ZipFile(raw)
+    with zf:
         infos = zf.infolist()
+        if len(infos) > limits.max_zip_members:
+            return FileSafety(rel, "zip", SafetyVerdict.INCONCLUSIVE, [
+                f"over budget: more than {limits.max_zip_members} zip members (PROVSCAN_SAFETY_MAX_ZIP_MEMBERS)"])
+        encrypted = [i.filename for i in infos if i.flag_bits & 0x1]
+        if encrypted:
+            return FileSafety(rel, "zip", SafetyVerdict.UNSAFE, [
+                f"encrypted members (torch writes none; their content cannot be checked): {', '.join(encrypted[:3])}"])
         names = [i.filename for i in infos]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        dupes = sorted(n for n, c in collections.Counter(names).items() if c > 1)
         if dupes:
             unsafe.append(f"duplicate member names: {', '.join(dupes[:3])}")
         unsafe += _check_layout(raw, infos, zf, size)
@@ -87,15 +108,20 @@ def scan_torch_zip(rel: str, path: Path) -> FileSafety:
         crc_err = _check_crcs(zf)
         if crc_err:
             return _result(rel, "torch-zip", None, [crc_err], [], info)
-        byteorder = zf.read(prefix + "byteorder").decode("ascii", "replace") if "byteorder" in inner else "little"
+        byteorder = "little"
+        if "byteorder" in inner:
+            if zf.getinfo(prefix + "byteorder").file_size > 16:
+                return _result(rel, "torch-zip", None, ["byteorder member larger than a byte order"], [], info)
+            byteorder = zf.read(prefix + "byteorder").decode("ascii", "replace")
         if byteorder != "little":
             unsafe.append(f"byteorder {byteorder!r} (only little-endian checkpoints are accepted)")
         info["archive_folder"] = prefix.rstrip("/")
         data_pkl = zf.getinfo(prefix + "data.pkl")
-        if data_pkl.file_size > MAX_PICKLE_BYTES:
-            return _result(rel, "torch-zip", None, [], ["data.pkl larger than the analysis allows"], info)
+        if data_pkl.file_size > limits.max_pickle_bytes:
+            return _result(rel, "torch-zip", None, [], [
+                f"over budget: data.pkl larger than {limits.max_pickle_bytes} bytes (PROVSCAN_SAFETY_MAX_PICKLE_BYTES)"], info)
         pkl = zf.read(data_pkl)
-        a = analyse_pickle(pkl, torch_mode=True)
+        a = analyse_pickle(pkl, torch_mode=True, counter=counter)
         if a.end != len(pkl) and not a.inconclusive and not a.unsafe:
             unsafe.append(f"{len(pkl) - a.end} bytes after the pickle's STOP in data.pkl")
         if a.verdict == "safe":
@@ -202,38 +228,43 @@ def _check_storages(a: PickleAnalysis, sizes: dict[str, int]) -> list[str]:
     return problems
 
 
-def scan_legacy_or_pickle(rel: str, path: Path) -> FileSafety:
-    """A file starting with a pickle: torch's legacy format, or a plain pickle."""
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        first = analyse_pickle(f)
-        if first.verdict == "safe" and first.result == LEGACY_MAGIC:
-            return _scan_legacy(rel, f, size, first)
-        if first.verdict != "safe":
-            return _result(rel, "pickle", first, [], [], {})
-        # A plain pickle: every further stream must be a pickle too, and safe.
-        merged = first
-        streams = 1
-        while f.tell() < size:
-            nxt = analyse_pickle(f)
-            merged.merge(nxt, prefix=f"pickle #{streams + 1}: ")
-            if nxt.verdict != "safe":
-                break
-            streams += 1
-        return _result(rel, "pickle", merged, [], [], {"pickle_streams": streams})
+def scan_legacy_or_pickle(rel: str, f: IO[bytes], size: int, counter: Counter,
+                          first: PickleAnalysis | None = None) -> FileSafety:
+    """A file starting with a pickle: torch's legacy format, or a plain pickle.
+
+    ``first`` is the analysis of the first stream when the caller already made it (then ``f`` is
+    positioned right after it).
+    """
+    if first is None:
+        f.seek(0)
+        first = analyse_pickle(f, counter=counter)
+    if first.verdict == "safe" and type(first.result) is int and first.result == LEGACY_MAGIC:
+        return _scan_legacy(rel, f, size, counter)
+    if first.verdict != "safe":
+        return _result(rel, "pickle", first, [], [], {})
+    # A plain pickle: every further stream must be a pickle too, and safe.
+    merged = first
+    streams = 1
+    while f.tell() < size:
+        nxt = analyse_pickle(f, counter=counter)
+        merged.merge(nxt, prefix=f"pickle #{streams + 1}: ")
+        if nxt.verdict != "safe":
+            break
+        streams += 1
+    return _result(rel, "pickle", merged, [], [], {"pickle_streams": streams})
 
 
-def _scan_legacy(rel: str, f: Any, size: int, first: PickleAnalysis) -> FileSafety:
-    proto = analyse_pickle(f)
-    if proto.verdict != "safe" or proto.result != LEGACY_PROTOCOL:
+def _scan_legacy(rel: str, f: Any, size: int, counter: Counter) -> FileSafety:
+    proto = analyse_pickle(f, counter=counter)
+    if proto.verdict != "safe" or type(proto.result) is not int or proto.result != LEGACY_PROTOCOL:
         return _result(rel, "torch-legacy", proto, [], ["legacy protocol version not understood"], {})
-    sys_info = analyse_pickle(f)
+    sys_info = analyse_pickle(f, counter=counter)
     if sys_info.verdict != "safe":
         return _result(rel, "torch-legacy", sys_info, [], [], {})
-    main = analyse_pickle(f, torch_mode=True)
+    main = analyse_pickle(f, torch_mode=True, counter=counter)
     if main.verdict != "safe":
         return _result(rel, "torch-legacy", main, [], [], {})
-    keys = analyse_pickle(f)
+    keys = analyse_pickle(f, counter=counter)
     if keys.verdict != "safe" or not isinstance(keys.result, list) or not all(isinstance(k, str) for k in keys.result):
         return _result(rel, "torch-legacy", keys, [], ["storage key list not understood"], {})
     unsafe = []
