@@ -121,6 +121,8 @@ class PickleAnalysis:
     over_budget: bool = False
     #: why the decoding stopped before STOP (the real unpickler fails there too)
     broken: str = ""
+    #: the analysis stopped at a structure it does not model (the unpickler would go on)
+    rejected: bool = False
 
     @property
     def verdict(self) -> str:
@@ -133,7 +135,7 @@ class PickleAnalysis:
     @property
     def is_pickle(self) -> bool:
         """The bytes are a pickle as far as a loader is concerned (complete, or acted on)."""
-        return self.complete or self.effects > 0 or bool(self.unsafe) or self.over_budget
+        return self.complete or self.effects > 0 or bool(self.unsafe) or self.over_budget or self.rejected
 
     def merge(self, other: PickleAnalysis, prefix: str = "") -> None:
         self.unsafe += [prefix + m for m in other.unsafe]
@@ -393,6 +395,7 @@ def analyse_pickle(stream: IO[bytes] | bytes, torch_mode: bool = False, depth: i
         out.over_budget = True
         out.inconclusive.append(f"over budget: {exc}")
     except _Reject as exc:
+        out.rejected = True
         out.inconclusive.append(str(exc))
     except _Broken as exc:
         out.broken = str(exc)
@@ -638,6 +641,10 @@ class _Simulator:
 
     # --- semantics -----------------------------------------------------------------------------
     def _memo(self, key: int, value: Any) -> None:
+        if key > self.cap:
+            # CPython's C unpickler sizes its memo array by the largest index: a few bytes of
+            # pickle make ``pickle.load`` allocate gigabytes (found by benchmarks/fuzz_safety.py)
+            self.unsafe(f"memo index {key} (the C unpickler allocates memory for every index below it)")
         self.memo[key] = value
         if len(self.memo) > self.cap:
             raise _OverBudget(f"more than {self.cap} memo entries (PROVSCAN_SAFETY_MAX_MEMO)")
