@@ -41,7 +41,7 @@ with atheris.instrument_imports(include=["provscan.safety"]):
     from provscan.safety.allowlist import classify_global
     from provscan.safety.pickle_scan import analyse_pickle
     from provscan.safety.references import outside
-    from provscan.safety.report import Verdict
+    from provscan.safety.report import SafetyVerdict
     from provscan.safety.scan import scan_bytes, scan_streams
 
 CATCH_ALL = "the scanner could not judge this file"
@@ -103,7 +103,7 @@ def fuzz_pickle(data: bytes) -> None:
     for verdict_name, findings in (("analyse", a.inconclusive + a.unsafe), ("dispatch", f.findings)):
         if any(CATCH_ALL in x for x in findings):
             _finding("pickle-crash", f"{verdict_name}: {findings[0][:120]}", data)
-    if a.verdict == "safe" or f.verdict == Verdict.SAFE:
+    if a.verdict == "safe" or f.verdict == SafetyVerdict.SAFE:
         # a name that is not dotted identifiers fails to import (the scanner's assumption)
         asked = [g for g in _real_globals(data) if classify_global(g) is None
                  and all(p.isidentifier() for p in g.split("."))]
@@ -122,7 +122,7 @@ def fuzz_safetensors(data: bytes) -> None:
     f = scan_bytes("model.safetensors", data)
     if any(CATCH_ALL in x for x in f.findings):
         _finding("safetensors-crash", f.findings[0][:160], data)
-    if f.verdict == Verdict.SAFE and f.format == "safetensors" and not _reference_accepts(data):
+    if f.verdict == SafetyVerdict.SAFE and f.format == "safetensors" and not _reference_accepts(data):
         _finding("safetensors-missed", "safe, but the reference parser rejects it", data)
 
 

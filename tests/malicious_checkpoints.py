@@ -516,7 +516,8 @@ def truncated_zip(out: Path) -> Path:
 
 def model_card_huge_hidden(out: Path, canary: Path | None = None) -> Path:
     """A provscan classifier card declaring hidden=30,000,000 over small weights (7.7 GB if built)."""
-    from provscan.models import save_classifier, small_cnn
+    from provscan.architectures import small_cnn
+    from provscan.classifier_card import save_classifier
 
     save_classifier(small_cnn(), out, "small-cnn", {}, 10, (1, 8, 8))
     card = out / "provscan_model.json"

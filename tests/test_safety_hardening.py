@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from provscan.errors import ProvscanError
-from provscan.safety import Verdict, scan_path
+from provscan.safety import SafetyVerdict, scan_path
 from provscan.safety.budgets import budgets
 from provscan.safety.pickle_scan import analyse_pickle
 from provscan.safety.scan import scan_bytes, scan_fd, scan_stream, scan_streams
@@ -35,7 +35,7 @@ class _System:
                                   "vocab.txt", "weights.gguf", "model.safetensors", "a/b/merges.txt"])
 def test_a_pickle_is_a_pickle_whatever_its_name(name, protocol):
     f = scan_bytes(name, pickle.dumps(_System(), protocol=protocol))
-    assert f.verdict == Verdict.UNSAFE, (f.format, f.findings)
+    assert f.verdict == SafetyVerdict.UNSAFE, (f.format, f.findings)
     assert any("os.system" in x or "posix.system" in x for x in f.findings)
 
 
@@ -55,7 +55,7 @@ def test_a_pickle_is_a_pickle_whatever_its_name(name, protocol):
 ])
 def test_benign_data_twins_stay_safe(name, content):
     f = scan_bytes(name, content)
-    assert f.verdict == Verdict.SAFE, (f.format, f.findings)
+    assert f.verdict == SafetyVerdict.SAFE, (f.format, f.findings)
 
 
 def _sentencepiece_model() -> bytes:
@@ -67,20 +67,20 @@ def _sentencepiece_model() -> bytes:
 
 
 def test_sentencepiece_model_must_parse_as_protobuf():
-    assert scan_bytes("tokenizer.model", _sentencepiece_model()).verdict == Verdict.SAFE
+    assert scan_bytes("tokenizer.model", _sentencepiece_model()).verdict == SafetyVerdict.SAFE
     broken = _sentencepiece_model()[:-3] + b"\xff\xff\xff"
     f = scan_bytes("tokenizer.model", broken)
-    assert f.verdict == Verdict.INCONCLUSIVE and "not a valid sentencepiece" in f.findings[0]
+    assert f.verdict == SafetyVerdict.INCONCLUSIVE and "not a valid sentencepiece" in f.findings[0]
 
 
 @pytest.mark.parametrize("name, content, verdict", [
-    ("config.json", b"{not json", Verdict.INCONCLUSIVE),
-    ("notes.txt", b"\xff\xfe binary", Verdict.INCONCLUSIVE),
-    ("weights.dat", bytes(range(256)), Verdict.INCONCLUSIVE),
-    ("x.gguf", b"GGUF\x03\x00\x00\x00" + bytes(16), Verdict.INCONCLUSIVE),
-    ("x.npy", b"\x93NUMPY\x01\x00v\x00{'descr': '<f4'}", Verdict.INCONCLUSIVE),
-    ("x.h5", b"\x89HDF\r\n\x1a\n" + bytes(8), Verdict.INCONCLUSIVE),
-    ("model.onnx", b"\x08\x07\x12\x07pytorch", Verdict.INCONCLUSIVE),
+    ("config.json", b"{not json", SafetyVerdict.INCONCLUSIVE),
+    ("notes.txt", b"\xff\xfe binary", SafetyVerdict.INCONCLUSIVE),
+    ("weights.dat", bytes(range(256)), SafetyVerdict.INCONCLUSIVE),
+    ("x.gguf", b"GGUF\x03\x00\x00\x00" + bytes(16), SafetyVerdict.INCONCLUSIVE),
+    ("x.npy", b"\x93NUMPY\x01\x00v\x00{'descr': '<f4'}", SafetyVerdict.INCONCLUSIVE),
+    ("x.h5", b"\x89HDF\r\n\x1a\n" + bytes(8), SafetyVerdict.INCONCLUSIVE),
+    ("model.onnx", b"\x08\x07\x12\x07pytorch", SafetyVerdict.INCONCLUSIVE),
 ])
 def test_not_understood_is_never_safe(name, content, verdict):
     assert scan_bytes(name, content).verdict == verdict
@@ -91,9 +91,9 @@ def test_text_opcode_rules_follow_the_unpickler():
     the payload that follows."""
     payload = b"cos\nsystem\n(S'true'\ntR."
     for prefix in (b"I0x1f\n0", b"L1_000L\n0", b"S'\xc3\xa9'\n0", b"V\\u00e9\n0"):
-        assert scan_bytes("notes.txt", prefix + payload).verdict == Verdict.UNSAFE, prefix
+        assert scan_bytes("notes.txt", prefix + payload).verdict == SafetyVerdict.UNSAFE, prefix
     # a persistent id at byte 0: pickle.load has no persistent_load and stops there
-    assert scan_bytes("LICENSE", b"Permission is granted\n" + payload).verdict == Verdict.SAFE
+    assert scan_bytes("LICENSE", b"Permission is granted\n" + payload).verdict == SafetyVerdict.SAFE
 
 
 def _wrap_in_loads(data: bytes) -> bytes:
@@ -143,14 +143,14 @@ def _shard(path: Path, name: str) -> None:
 
 
 @pytest.mark.parametrize("ref, verdict", [
-    ("model-00001-of-00001.safetensors", Verdict.SAFE),
-    ("./model-00001-of-00001.safetensors", Verdict.SAFE),
-    ("missing.safetensors", Verdict.INCONCLUSIVE),
-    ("../../outside/evil.bin", Verdict.UNSAFE),
-    ("sub/../../evil.bin", Verdict.UNSAFE),
-    ("/etc/passwd", Verdict.UNSAFE),
-    ("C:\\evil.bin", Verdict.UNSAFE),
-    ("https://example.org/evil.bin", Verdict.UNSAFE),
+    ("model-00001-of-00001.safetensors", SafetyVerdict.SAFE),
+    ("./model-00001-of-00001.safetensors", SafetyVerdict.SAFE),
+    ("missing.safetensors", SafetyVerdict.INCONCLUSIVE),
+    ("../../outside/evil.bin", SafetyVerdict.UNSAFE),
+    ("sub/../../evil.bin", SafetyVerdict.UNSAFE),
+    ("/etc/passwd", SafetyVerdict.UNSAFE),
+    ("C:\\evil.bin", SafetyVerdict.UNSAFE),
+    ("https://example.org/evil.bin", SafetyVerdict.UNSAFE),
 ])
 def test_shard_index_references(tmp_path, ref, verdict):
     path = _hf_json_dir(tmp_path / "m", index={"metadata": {}, "weight_map": {"w": ref}})
@@ -161,10 +161,10 @@ def test_shard_index_references(tmp_path, ref, verdict):
 
 @pytest.mark.parametrize("config, verdict", [
     ({"vocab_file": "vocab.json", "special_tokens_map_file": "/home/someone/.cache/special_tokens_map.json"},
-     Verdict.SAFE),
-    ({"vocab_file": "/etc/passwd"}, Verdict.UNSAFE),
-    ({"fast_tokenizer_files": ["tokenizer.json", "../x/tokenizer.json"]}, Verdict.UNSAFE),
-    ({"nested": {"merges_file": "../../merges.txt"}}, Verdict.UNSAFE),
+     SafetyVerdict.SAFE),
+    ({"vocab_file": "/etc/passwd"}, SafetyVerdict.UNSAFE),
+    ({"fast_tokenizer_files": ["tokenizer.json", "../x/tokenizer.json"]}, SafetyVerdict.UNSAFE),
+    ({"nested": {"merges_file": "../../merges.txt"}}, SafetyVerdict.UNSAFE),
 ])
 def test_tokenizer_config_references(tmp_path, config, verdict):
     path = _hf_json_dir(tmp_path / "m", tokenizer_config=config)
@@ -177,13 +177,13 @@ def test_links_and_special_files_are_judged_not_followed(tmp_path):
     os.symlink("real.safetensors", path / "model.safetensors")
     report = scan_path(path)
     link = next(f for f in report.files if f.path == "model.safetensors")
-    assert link.verdict == Verdict.UNSAFE and "inside the directory" in link.findings[0]
+    assert link.verdict == SafetyVerdict.UNSAFE and "inside the directory" in link.findings[0]
     os.unlink(path / "model.safetensors")
     os.mkfifo(path / "model.safetensors")  # opening it would block forever
     report = scan_path(path)
-    assert report.verdict == Verdict.UNSAFE
+    assert report.verdict == SafetyVerdict.UNSAFE
     os.unlink(path / "model.safetensors")
-    assert scan_path(path).verdict == Verdict.SAFE
+    assert scan_path(path).verdict == SafetyVerdict.SAFE
     with pytest.raises(ProvscanError, match="symbolic link"):
         os.symlink(path, tmp_path / "alias")
         scan_path(tmp_path / "alias")
@@ -204,8 +204,8 @@ def test_entry_points_for_open_descriptors_and_bytes(tmp_path):
     finally:
         for fd in fds.values():
             os.close(fd)
-    assert by_fd["notes.txt"] == by_path["notes.txt"] == Verdict.UNSAFE
-    assert by_path["model.safetensors.index.json"] == Verdict.UNSAFE
+    assert by_fd["notes.txt"] == by_path["notes.txt"] == SafetyVerdict.UNSAFE
+    assert by_path["model.safetensors.index.json"] == SafetyVerdict.UNSAFE
     data = (path / "notes.txt").read_bytes()
     assert scan_bytes("notes.txt", data).verdict == scan_stream("notes.txt", io.BytesIO(data)).verdict
 
@@ -217,7 +217,7 @@ def test_shared_structure_is_walked_once(tmp_path):
     a = analyse_pickle(path.read_bytes())
     assert a.verdict == "inconclusive" and a.opcodes < 200
     assert len(a.inconclusive[0]) < 2000
-    assert scan_path(path).verdict == Verdict.INCONCLUSIVE
+    assert scan_path(path).verdict == SafetyVerdict.INCONCLUSIVE
 
 
 def test_opcode_budget_is_a_setting(monkeypatch):
@@ -249,9 +249,9 @@ def test_long_text_line_is_over_budget(monkeypatch):
     monkeypatch.setenv("PROVSCAN_SAFETY_MAX_CONSTANT_BYTES", "4096")
     data = b"V" + b"a" * 10_000 + b"\ncos\nsystem\n(S'true'\ntR."
     f = scan_bytes("notes.txt", data)
-    assert f.verdict == Verdict.INCONCLUSIVE and "over budget" in f.findings[0]
+    assert f.verdict == SafetyVerdict.INCONCLUSIVE and "over budget" in f.findings[0]
     monkeypatch.delenv("PROVSCAN_SAFETY_MAX_CONSTANT_BYTES")
-    assert scan_bytes("notes.txt", data).verdict == Verdict.UNSAFE
+    assert scan_bytes("notes.txt", data).verdict == SafetyVerdict.UNSAFE
 
 
 def _safetensors(header: dict, data: bytes = b"") -> bytes:
@@ -277,25 +277,25 @@ def _real_parser_accepts(tmp_path: Path, data: bytes) -> bool:
 def test_safetensors_shapes_judged_like_the_real_parser(tmp_path, shape, nbytes):
     data = _safetensors({"a": {"dtype": "F32", "shape": shape, "data_offsets": [0, nbytes]}}, bytes(nbytes))
     ours = scan_bytes("model.safetensors", data).verdict
-    assert (ours == Verdict.SAFE) == _real_parser_accepts(tmp_path, data), (shape, ours)
+    assert (ours == SafetyVerdict.SAFE) == _real_parser_accepts(tmp_path, data), (shape, ours)
 
 
 def test_safetensors_header_values_are_counted_before_parsing(monkeypatch):
     header = b'{"a": [' + b"[]," * 3000 + b"[]]}"
     data = struct.pack("<Q", len(header)) + header
-    assert scan_bytes("model.safetensors", data).verdict == Verdict.UNSAFE  # not a tensor entry
+    assert scan_bytes("model.safetensors", data).verdict == SafetyVerdict.UNSAFE  # not a tensor entry
     monkeypatch.setenv("PROVSCAN_SAFETY_MAX_JSON_VALUES", "1000")
     f = scan_bytes("model.safetensors", data)
-    assert f.verdict == Verdict.INCONCLUSIVE and "PROVSCAN_SAFETY_MAX_JSON_VALUES" in f.findings[0]
+    assert f.verdict == SafetyVerdict.INCONCLUSIVE and "PROVSCAN_SAFETY_MAX_JSON_VALUES" in f.findings[0]
     big = _safetensors({"a": {"dtype": "F32", "shape": [1] * 100, "data_offsets": [0, 4]}}, bytes(4))
-    assert scan_bytes("model.safetensors", big).verdict == Verdict.INCONCLUSIVE  # rank budget
-    assert scan_bytes("model.safetensors", struct.pack("<Q", 100_000_001) + b"{}").verdict == Verdict.UNSAFE
+    assert scan_bytes("model.safetensors", big).verdict == SafetyVerdict.INCONCLUSIVE  # rank budget
+    assert scan_bytes("model.safetensors", struct.pack("<Q", 100_000_001) + b"{}").verdict == SafetyVerdict.UNSAFE
 
 
 @pytest.mark.parametrize("content, verdict", [
-    (b"[" * 100_000, Verdict.INCONCLUSIVE),
-    (b"[" * 500 + b"]" * 500, Verdict.INCONCLUSIVE),
-    (b"[" * 30 + b"]" * 30, Verdict.SAFE),
+    (b"[" * 100_000, SafetyVerdict.INCONCLUSIVE),
+    (b"[" * 500 + b"]" * 500, SafetyVerdict.INCONCLUSIVE),
+    (b"[" * 30 + b"]" * 30, SafetyVerdict.SAFE),
 ])
 def test_json_depth(content, verdict):
     assert scan_bytes("config.json", content).verdict == verdict
@@ -317,7 +317,7 @@ def test_declared_model_size_is_checked_before_allocation(tmp_path):
 def test_declared_hf_config_size_is_checked(tmp_path):
     from provscan.default_plugins.loaders import open_target
     from provscan.targets import OpenOptions
-    from provscan.targets.tiny import save_tiny_hf
+    from provscan.testing.tiny import save_tiny_hf
 
     path = save_tiny_hf("gpt2", tmp_path / "gpt2")
     assert open_target(str(path), OpenOptions(device="cpu")).kind == "causal-lm"
@@ -331,11 +331,11 @@ def test_declared_hf_config_size_is_checked(tmp_path):
 # --- 4. a verdict for every malformed input ------------------------------------------------------
 def test_encrypted_and_broken_zips_get_verdicts(tmp_path):
     f = scan_path(m.encrypted_zip_member(tmp_path / "enc", tmp_path / "CANARY")).files[0]
-    assert f.verdict == Verdict.UNSAFE and "encrypted" in f.findings[0]
-    assert scan_path(m.truncated_zip(tmp_path / "trunc")).verdict == Verdict.UNSAFE
+    assert f.verdict == SafetyVerdict.UNSAFE and "encrypted" in f.findings[0]
+    assert scan_path(m.truncated_zip(tmp_path / "trunc")).verdict == SafetyVerdict.UNSAFE
     buf = io.BytesIO()
     torch.save({"w": torch.zeros(4)}, buf)
-    assert scan_bytes("model.pt", buf.getvalue()).verdict == Verdict.SAFE
+    assert scan_bytes("model.pt", buf.getvalue()).verdict == SafetyVerdict.SAFE
 
 
 def test_zip_member_budget(tmp_path, monkeypatch):
@@ -347,7 +347,7 @@ def test_zip_member_budget(tmp_path, monkeypatch):
             z.writestr(f"archive/data/{i}", b"")
     monkeypatch.setenv("PROVSCAN_SAFETY_MAX_ZIP_MEMBERS", "10")
     f = scan_path(p).files[0]
-    assert f.verdict == Verdict.INCONCLUSIVE and "PROVSCAN_SAFETY_MAX_ZIP_MEMBERS" in f.findings[0]
+    assert f.verdict == SafetyVerdict.INCONCLUSIVE and "PROVSCAN_SAFETY_MAX_ZIP_MEMBERS" in f.findings[0]
 
 
 def test_scanner_errors_become_verdicts(monkeypatch):
@@ -358,7 +358,7 @@ def test_scanner_errors_become_verdicts(monkeypatch):
 
     monkeypatch.setitem(scan_mod.SCANNERS, "zip", boom)
     f = scan_bytes("model.pt", b"PK\x03\x04" + bytes(40))
-    assert f.verdict == Verdict.INCONCLUSIVE and "TypeError" in f.findings[0]
+    assert f.verdict == SafetyVerdict.INCONCLUSIVE and "TypeError" in f.findings[0]
 
 
 # --- 5. fuzzer findings stay fixed ---------------------------------------------------------------
@@ -367,4 +367,4 @@ def test_fuzz_regressions_are_not_safe(tmp_path):
 
     for name, build in REGRESSIONS.items():
         report = scan_path(build(tmp_path / name))
-        assert report.verdict != Verdict.SAFE, (name, [f.findings for f in report.files])
+        assert report.verdict != SafetyVerdict.SAFE, (name, [f.findings for f in report.files])
