@@ -301,31 +301,33 @@ def test_json_depth(content, verdict):
     assert scan_bytes("config.json", content).verdict == verdict
 
 
-def test_declared_model_size_is_checked_before_allocation(tmp_path):
-    from provscan.default_plugins.loaders import open_target
+def _open_target(host, path):
     from provscan.targets import OpenOptions
+
+    return host.hook.open_target(location=str(path), options=OpenOptions(device="cpu"), host=host)
+
+
+def test_declared_model_size_is_checked_before_allocation(tmp_path, provscan_host):
 
     path = m.model_card_huge_hidden(tmp_path / "card")
     with pytest.raises(ProvscanError, match="declares a model of"):
-        open_target(str(path), OpenOptions(device="cpu"))
+        _open_target(provscan_host, path)
     card = json.loads((path / "provscan_model.json").read_text())
     card["config"] = {}
     (path / "provscan_model.json").write_text(json.dumps(card))
-    assert open_target(str(path), OpenOptions(device="cpu")).kind == "classifier"
+    assert _open_target(provscan_host, path).kind == "classifier"
 
 
-def test_declared_hf_config_size_is_checked(tmp_path):
-    from provscan.default_plugins.loaders import open_target
-    from provscan.targets import OpenOptions
+def test_declared_hf_config_size_is_checked(tmp_path, provscan_host):
     from provscan.testing.tiny import save_tiny_hf
 
     path = save_tiny_hf("gpt2", tmp_path / "gpt2")
-    assert open_target(str(path), OpenOptions(device="cpu")).kind == "causal-lm"
+    assert _open_target(provscan_host, path).kind == "causal-lm"
     cfg = json.loads((path / "config.json").read_text())
     cfg["n_embd"] = 30_000_000 // cfg["n_head"] * cfg["n_head"]
     (path / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ProvscanError, match="declares a model of"):
-        open_target(str(path), OpenOptions(device="cpu"))
+        _open_target(provscan_host, path)
 
 
 # --- 4. a verdict for every malformed input ------------------------------------------------------
