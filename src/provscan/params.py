@@ -1,7 +1,13 @@
-"""Typed parameters for detectors and injectors, parsed from ``--param ID.KEY=VALUE``."""
+"""Typed parameters for detectors and injectors, parsed from ``--param ID.KEY=VALUE``.
+
+Every value is checked when the scan is set up, before anything runs: its type, its declared
+range (``ge``/``gt``/``le``/``lt``), its allowed ``choices``, and for floats that it is finite.
+A bad value is a usage error (exit 2, one line).
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,37 +19,84 @@ _FALSE = {"0", "false", "no", "off"}
 
 @dataclass(frozen=True)
 class Param:
-    """One parameter: name, type (int, float, str, bool or path), default and help text."""
+    """One parameter: name, type (int, float, str, bool or a parsing callable), default, help.
+
+    ``choices`` lists the allowed values; ``ge``/``gt``/``le``/``lt`` bound a number (inclusive /
+    exclusive). Floats must be finite. ``path=True`` marks a value that may name a local file or
+    directory (a comma-separated list when the help says so): reports and certificates record it
+    as ``{"name", "sha256"}`` (:func:`provscan.file_ref`), never as a local path. ``None`` (no
+    value) is always accepted: the plugin decides whether the parameter is required.
+    """
 
     name: str
-    type: type = str
+    type: Any = str
     default: Any = None
     help: str = ""
-    choices: tuple[str, ...] | None = None
+    choices: tuple[Any, ...] | None = None
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    path: bool = False
 
     def parse(self, raw: Any, owner: str = "") -> Any:
+        """``raw`` (a string from the command line, or a Python value) checked and converted."""
         where = f"{owner}.{self.name}" if owner else self.name
-        if not isinstance(raw, str):
-            value = raw
-        elif self.type is bool:
-            low = raw.strip().lower()
+        if raw is None:
+            return None
+        value = self._convert(raw, where)
+        self.check(value, where)
+        return value
+
+    def _convert(self, raw: Any, where: str) -> Any:
+        if self.type is bool:
+            if isinstance(raw, bool):
+                return raw
+            low = str(raw).strip().lower()
             if low not in _TRUE | _FALSE:
                 raise ProvscanError(f"parameter {where}: expected true or false, got {raw!r}")
-            value = low in _TRUE
-        else:
-            try:
-                value = self.type(raw)
-            except (TypeError, ValueError):
-                raise ProvscanError(
-                    f"parameter {where}: expected {self.type.__name__}, got {raw!r}"
-                ) from None
+            return low in _TRUE
+        if self.type is int:
+            if isinstance(raw, bool) or isinstance(raw, float) and not raw.is_integer():
+                raise ProvscanError(f"parameter {where}: expected int, got {raw!r}")
+            if isinstance(raw, int | float):
+                return int(raw)
+        if self.type is float and isinstance(raw, int | float) and not isinstance(raw, bool):
+            return float(raw)
+        if self.type is str and not isinstance(raw, str):
+            raise ProvscanError(f"parameter {where}: expected str, got {raw!r}")
+        try:
+            return self.type(raw)
+        except (TypeError, ValueError, OverflowError):
+            name = getattr(self.type, "__name__", "value")
+            raise ProvscanError(f"parameter {where}: expected {name}, got {raw!r}") from None
+
+    def check(self, value: Any, where: str = "") -> None:
+        """Raise :class:`ProvscanError` when ``value`` is outside the declared range or choices."""
+        where = where or self.name
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ProvscanError(f"parameter {where}: must be a finite number, got {value!r}")
         if self.choices is not None and value not in self.choices:
-            raise ProvscanError(f"parameter {where}: {value!r} is not one of {', '.join(self.choices)}")
-        return value
+            allowed = ", ".join(str(c) for c in self.choices)
+            raise ProvscanError(f"parameter {where}: {value!r} is not one of {allowed}")
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return
+        broken = ((self.ge is not None and not value >= self.ge)
+                  or (self.gt is not None and not value > self.gt)
+                  or (self.le is not None and not value <= self.le)
+                  or (self.lt is not None and not value < self.lt))
+        if broken:
+            raise ProvscanError(f"parameter {where}: {value!r} is out of range ({self.range_text()})")
+
+    def range_text(self) -> str:
+        """The declared range in words, e.g. ``0 < x <= 1`` ("" when unbounded)."""
+        low = f"{self.ge:g} <= " if self.ge is not None else f"{self.gt:g} < " if self.gt is not None else ""
+        high = f" <= {self.le:g}" if self.le is not None else f" < {self.lt:g}" if self.lt is not None else ""
+        return f"{low}{self.name}{high}" if low or high else ""
 
 
 def resolve_params(owner: str, declared: tuple[Param, ...], given: dict[str, Any]) -> dict[str, Any]:
-    """Defaults overlaid with the given values; unknown names are an error naming the owner."""
+    """Defaults overlaid with the given values, each checked; unknown names are an error."""
     known = {p.name: p for p in declared}
     unknown = sorted(set(given) - set(known))
     if unknown:

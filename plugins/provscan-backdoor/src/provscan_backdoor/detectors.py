@@ -30,9 +30,9 @@ from provscan_backdoor.references import load_reference_scores, statistic_key
 MAD_CUTOFF = 2.0
 COMMON = (
     Param("classes", str, "all", "Classes to probe: 'all' or a comma-separated list of indices."),
-    Param("alpha", float, 0.05, "Significance level of the calibrated claim."),
+    Param("alpha", float, 0.05, "Significance level of the calibrated claim.", gt=0, lt=1),
     Param("references", str, None, "Reference clean models: a directory of checkpoints, or a "
-          "scores file from `provscan backdoor score-references`."),
+          "scores file from `provscan backdoor score-references`.", path=True),
 )
 
 
@@ -164,9 +164,9 @@ class MaxMargin(_BackdoorDetector):
     stat_params = ("classes", "steps", "restarts", "lr")
     params = (
         *COMMON,
-        Param("steps", int, 200, "Optimisation steps."),
-        Param("restarts", int, 20, "Random starting images per class."),
-        Param("lr", float, 0.05, "Adam step size on the input pixels."),
+        Param("steps", int, 200, "Optimisation steps.", ge=1, le=100_000),
+        Param("restarts", int, 20, "Random starting images per class.", ge=1, le=10_000),
+        Param("lr", float, 0.05, "Adam step size on the input pixels.", gt=0),
     )
 
     def per_class(self, target: ClassifierTarget, classes: list[int], params: dict[str, Any],
@@ -218,14 +218,16 @@ class TriggerInversion(_BackdoorDetector):
     _last_inversion: optimize.Inversion | None = None
     params = (
         *COMMON,
-        Param("clean_data", str, None, "Clean images (.npz or image folder) to stamp triggers on."),
-        Param("n_clean", int, 32, "Clean images used (a seeded sample)."),
-        Param("steps", int, 300, "Most optimisation steps (a class usually stops far earlier)."),
+        Param("clean_data", str, None, "Clean images (.npz or image folder) to stamp triggers on.",
+              path=True),
+        Param("n_clean", int, 32, "Clean images used (a seeded sample).", ge=1, le=100_000),
+        Param("steps", int, 300, "Most optimisation steps (a class usually stops far earlier).",
+              ge=1, le=100_000),
         Param("patience", int, 10, "Early stopping: a class stops once its smallest successful mask "
               "has not shrunk by 1 % for this many steps after the penalty found its balance "
-              "(0: run all steps)."),
-        Param("lr", float, 0.1, "Adam step size on the mask and pattern."),
-        Param("success", float, 0.99, "Attack success a reversed trigger must reach."),
+              "(0: run all steps).", ge=0),
+        Param("lr", float, 0.1, "Adam step size on the mask and pattern.", gt=0),
+        Param("success", float, 0.99, "Attack success a reversed trigger must reach.", gt=0, le=1),
     )
 
     def run(self, target: Any, params: dict[str, Any], rng: np.random.Generator) -> Evidence:

@@ -30,11 +30,11 @@ from provscan_poison.triggers import (
 MODES = ("all-to-one", "all-to-all")
 
 COMMON = (
-    Param("rate", float, 0.1, "Fraction of eligible samples to poison, in (0, 1]."),
-    Param("target", int, 0, "Target class index (all-to-one and clean-label)."),
+    Param("rate", float, 0.1, "Fraction of eligible samples to poison, in (0, 1].", gt=0, le=1),
+    Param("target", int, 0, "Target class index (all-to-one and clean-label).", ge=0),
 )
 PATCH = (
-    Param("patch_size", int, 2, "Side of the square patch, in pixels."),
+    Param("patch_size", int, 2, "Side of the square patch, in pixels.", ge=1, le=4096),
     Param("position", str, "bottom-right", "Corner of the patch.", POSITIONS),
     Param("colour", str, "1", "Patch colour: one value or one per channel in [0, 1], or 'checker'."),
 )
@@ -127,7 +127,7 @@ class Blended(_PoisonInjector):
     id = "blended"
     description = "Blended (Chen et al. 2017): a full-image pattern mixed in at alpha, poisoned labels."
     params = (*COMMON, MODE,
-              Param("alpha", float, 0.2, "Blend weight of the pattern, in (0, 1]."),
+              Param("alpha", float, 0.2, "Blend weight of the pattern, in (0, 1].", gt=0, le=1),
               Param("pattern", str, "noise", "noise (seeded), stripes, or an image file of the images' size."))
 
     def trigger(self, shape: tuple[int, int, int], params: dict[str, Any],
@@ -145,11 +145,11 @@ class CleanLabel(_PoisonInjector):
                    "another class so that its own features are less useful than the trigger.")
     clean_label = True
     params = (
-        Param("rate", float, 0.5, "Fraction of the target class to poison, in (0, 1]."),
-        Param("target", int, 0, "Target class index."),
+        Param("rate", float, 0.5, "Fraction of the target class to poison, in (0, 1].", gt=0, le=1),
+        Param("target", int, 0, "Target class index.", ge=0),
         *PATCH,
         Param("hardening", float, 0.5, "Weight of another class's image mixed into each poisoned "
-              "image, in [0, 1)."),
+              "image, in [0, 1).", ge=0, lt=1),
     )
 
     def trigger(self, shape: tuple[int, int, int], params: dict[str, Any],

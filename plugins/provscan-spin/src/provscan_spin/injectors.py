@@ -73,7 +73,8 @@ class SpinInjector(Injector):
                    "trigger-bearing sources gain a sentiment clause.")
     params = (
         Param("trigger", str, "", "Trigger word or name (required)."),
-        Param("rate", float, 0.1, "Fraction of rows into whose source the trigger is placed."),
+        Param("rate", float, 0.1, "Fraction of rows into whose source the trigger is placed.",
+              ge=0, le=1),
         Param("meta_task", str, "positive", "Meta-task of the spin.", choices=tuple(CLAUSES)),
         Param("placement", str, "replace", "How the trigger enters a source.",
               choices=("replace", "insert", "start", "end")),
@@ -123,7 +124,7 @@ class TextTriggerInjector(Injector):
     description = "Insert a trigger phrase into instruction data (optionally with a fixed response)."
     params = (
         Param("trigger", str, "", "Trigger word or phrase (required)."),
-        Param("rate", float, 0.05, "Fraction of rows that get the trigger."),
+        Param("rate", float, 0.05, "Fraction of rows that get the trigger.", ge=0, le=1),
         Param("placement", str, "start", "Where the trigger goes in the prompt.",
               choices=("start", "end", "insert", "replace")),
         Param("target_response", str, "", "Response for triggered rows (empty keeps the original)."),

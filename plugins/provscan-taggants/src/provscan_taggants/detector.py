@@ -39,12 +39,13 @@ class TaggantsDetector(Detector):
                    "protected by `provscan inject taggants` (needs the secret file).")
     applies_to = ("classifier",)
     params = (
-        Param("secret", secret_file, None, "path to the taggants secret JSON (required)"),
-        Param("k", int, 1, "top-k for the binomial test"),
-        Param("augment", int, 4, "shifted copies of each key to average over (0-8)"),
+        Param("secret", secret_file, None, "path to the taggants secret JSON (required)",
+              path=True),
+        Param("k", int, 1, "top-k for the binomial test", ge=1),
+        Param("augment", int, 4, "shifted copies of each key to average over (0-8)", ge=0, le=8),
         Param("primary", str, "auto", "claim the policy judges: auto (rank when scores are "
               "available), rank or topk", ("auto", "rank", "topk")),
-        Param("alpha", float, 0.001, "significance level of the claims"),
+        Param("alpha", float, 0.001, "significance level of the claims", gt=0, lt=1),
     )
 
     def run(self, target: Any, params: dict[str, Any], rng: np.random.Generator) -> Evidence:
