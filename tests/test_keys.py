@@ -85,3 +85,27 @@ def test_cli_new_and_list(home, run_cli, monkeypatch):
     assert res.exit_code == 2 and res.output.count("\n") == 1
     res = run_cli("keys", "new", "x", "--passphrase")  # no terminal, no env var
     assert res.exit_code == 2 and res.output.count("\n") == 1
+
+
+def test_cli_list_reports_malformed_key_pairs(home, run_cli):
+    import json
+
+    assert run_cli("keys", "new", "good").exit_code == 0
+    assert run_cli("keys", "new", "other").exit_code == 0
+    d = keys.key_dir()
+    (d / "broken.pub").write_text("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")
+    (d / "broken.key").write_bytes((d / "good.key").read_bytes())
+    (d / "orphan.key").write_bytes((d / "good.key").read_bytes())
+    (d / "mixed.pub").write_bytes((d / "good.pub").read_bytes())
+    (d / "mixed.key").write_bytes((d / "other.key").read_bytes())
+    res = run_cli("keys", "list")
+    assert res.exit_code == 0
+    assert [ln.split()[0] for ln in res.stdout.splitlines()] == ["good", "other"]
+    problems = {ln.split()[0]: ln for ln in res.stderr.splitlines()}
+    assert set(problems) == {"broken", "mixed", "orphan"}
+    assert "not a PEM public key" in problems["broken"]
+    assert "not the same key pair" in problems["mixed"]
+    assert "has no orphan.pub" in problems["orphan"]
+    listed = {e["name"]: e for e in json.loads(run_cli("keys", "list", "--json").stdout)}
+    assert listed["good"]["error"] is None and listed["good"]["keyid"]
+    assert all(listed[n]["error"] for n in ("broken", "mixed", "orphan"))

@@ -160,9 +160,14 @@ def test_builtin_policies_from_a_plugin_package(tmp_path, monkeypatch, register_
 def test_cli_policy_check(tmp_path, run_cli, provscan_host):
     good = tmp_path / "gate.toml"
     good.write_text(GOOD)
-    res = run_cli("policy", "check", good)
-    assert res.exit_code == 0 and "valid: policy 'gate'" in res.output
-    assert "'backdoor.x' is not installed" in res.output
+    res = run_cli("policy", "check", good)  # backdoor.x is required but not installed here
+    assert res.exit_code == 2 and res.output.count("\n") == 1, res.output
+    assert "required detector 'backdoor.x' is not installed" in res.output
+    optional = tmp_path / "optional.toml"
+    optional.write_text(GOOD.replace('action = "warn"', 'action = "warn"\nrequired = false'))
+    res = run_cli("policy", "check", optional)
+    assert res.exit_code == 0, res.output
+    assert "valid: policy 'gate'" in res.output and "'backdoor.x' is not installed" in res.output
     bad = tmp_path / "bad.toml"
     bad.write_text("[detectors.x]\nwhatever = 1\n")
     res = run_cli("policy", "check", bad)
@@ -189,3 +194,18 @@ def test_provscan_ships_fail_closed_policy(provscan_host):
     pol = load_policy("builtin:fail-closed", provscan_host)
     assert pol.origin == "builtin:provscan/fail-closed"
     assert pol.required_detectors() == ["file-safety"] and pol.inconclusive == "fail"
+
+
+def test_policy_check_and_verify_agree_on_an_unknown_detector(tmp_path, run_cli, provscan_host,
+                                                              monkeypatch):
+    """The same policy is refused the same way by `policy check` and by `verify` (exit 2)."""
+    monkeypatch.chdir(tmp_path)
+    pol = tmp_path / "p.toml"
+    pol.write_text('[detectors."nosuch.detector"]\n')
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "notes.json").write_text("{}")
+    checked = run_cli("policy", "check", pol)
+    verified = run_cli("verify", tmp_path / "model", "--policy", pol)
+    assert checked.exit_code == verified.exit_code == 2, checked.output + verified.output
+    for res in (checked, verified):
+        assert res.output.count("\n") == 1 and "nosuch.detector" in res.output

@@ -1,6 +1,7 @@
 """The ``provscan`` command line: one click group of thin commands over library functions.
 
-Exit codes: 0 ok / pass, 1 policy failed, 2 usage or input error, 3 inconclusive.
+Exit codes (docs/usage.md#exit-codes): 0 ok / pass / valid; 1 policy failed, unsafe or invalid
+certificate; 2 usage error; 3 inconclusive.
 """
 
 from __future__ import annotations
@@ -70,7 +71,12 @@ class ProvscanGroup(click.Group):
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 @click.pass_context
 def cli(ctx: click.Context, verbose: bool, quiet: bool) -> None:
-    """Model-security and provenance scanner with signed statistical certificates."""
+    """Model-security and provenance scanner with signed statistical certificates.
+
+    Exit codes, the same for every command: 0 ok (pass, safe, valid); 1 a negative answer (policy
+    failed, unsafe file, invalid certificate); 2 usage error (one line, nothing written); 3
+    inconclusive. Details per command: docs/usage.md#exit-codes.
+    """
     from provscan.progress import set_quiet
 
     ctx.ensure_object(dict)

@@ -96,6 +96,7 @@ class KeyInfo:
     private: Path
     public: Path
     type: str = ED25519
+    error: str | None = None  # why the pair is unusable (listed, never silently skipped)
 
 
 def _check_name(name: str) -> None:
@@ -133,18 +134,44 @@ def new_key(name: str, passphrase: str | None = None, directory: Path | None = N
 
 
 def list_keys(directory: Path | None = None) -> list[KeyInfo]:
-    """Every key pair in the key directory (by its public key file)."""
+    """Every key pair in the key directory, malformed ones included with ``error`` set: a public
+    key that does not parse, a private key without its public key, or an unencrypted private key
+    that does not parse or does not match its public key."""
     d = Path(directory) if directory is not None else key_dir()
-    out = []
-    for pub_path in sorted(d.glob("*.pub")) if d.is_dir() else []:
+    if not d.is_dir():
+        return []
+    names = sorted({p.stem for p in d.glob("*.pub")} | {p.stem for p in d.glob("*.key")})
+    return [_key_info(d, name) for name in names]
+
+
+def _key_info(d: Path, name: str) -> KeyInfo:
+    priv_path, pub_path = d / f"{name}.key", d / f"{name}.pub"
+    try:
+        head = priv_path.read_bytes()[:64] if priv_path.exists() else b""
+    except OSError as exc:
+        return KeyInfo(name, "", False, priv_path, pub_path,
+                       error=f"cannot read {priv_path.name}: {exc.strerror}")
+    encrypted = b"ENCRYPTED" in head
+    if not pub_path.exists():
+        return KeyInfo(name, "", encrypted, priv_path, pub_path, error=f"{name}.key has no {name}.pub")
+    try:
+        pub = load_public_key(pub_path)
+    except (ProvscanError, OSError) as exc:
+        return KeyInfo(name, "", encrypted, priv_path, pub_path, error=_one_line(exc))
+    kid = keyid(pub)
+    if priv_path.exists() and not encrypted:
         try:
-            pub = load_public_key(pub_path)
-        except ProvscanError:
-            continue
-        priv_path = pub_path.with_suffix(".key")
-        encrypted = priv_path.exists() and b"ENCRYPTED" in priv_path.read_bytes()[:64]
-        out.append(KeyInfo(pub_path.stem, keyid(pub), encrypted, priv_path, pub_path, key_type(pub)))
-    return out
+            priv = load_private_key(priv_path)
+        except (ProvscanError, OSError) as exc:
+            return KeyInfo(name, kid, False, priv_path, pub_path, key_type(pub), _one_line(exc))
+        if keyid(priv.public_key()) != kid:
+            return KeyInfo(name, kid, False, priv_path, pub_path, key_type(pub),
+                           f"{name}.key and {name}.pub are not the same key pair")
+    return KeyInfo(name, kid, encrypted, priv_path, pub_path, key_type(pub))
+
+
+def _one_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
 
 
 def _resolve(name_or_path: str | Path, suffix: str) -> Path:

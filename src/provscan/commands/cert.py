@@ -33,7 +33,12 @@ def _read(path: Path) -> bytes:
 @json_option
 def cert_verify(cert: Path, pubkeys: tuple[str, ...], checkpoint: Path | None, policy: str | None,
                 as_json: bool) -> None:
-    """Exit 0 when CERT is valid, 1 with one line naming the failed check, 2 on bad input."""
+    """Verify CERT's signatures, schema and (with --checkpoint) its subject digest.
+
+    Exit 0 when CERT is valid; 1 when it is not, with one line naming the failed check (a file
+    that is not a DSSE envelope fails the "envelope" check); 2 for a usage error (CERT, a key,
+    the policy or the checkpoint cannot be found or read). Exit codes: docs/usage.md.
+    """
     from provscan.certificate import CertificateError, check_checkpoint, verify_envelope
     from provscan.keys import load_public_key
     from provscan.policy import load_policy

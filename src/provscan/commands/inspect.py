@@ -71,7 +71,7 @@ def inspect_path(path: Path) -> dict[str, Any]:
 def inspect_cmd(path: Path, as_json: bool) -> None:
     """Formats, target kind, tensors and file-safety verdict of PATH; nothing is loaded.
 
-    Exit 0 safe, 1 unsafe, 3 inconclusive, 2 bad input.
+    Exit 0 safe, 1 unsafe, 3 inconclusive, 2 usage error (docs/usage.md#exit-codes).
     """
     info = inspect_path(path)
     if as_json:

@@ -50,15 +50,25 @@ def keys_new(name: str, ask: bool | None, key_type: str, as_json: bool) -> None:
 @keys_group.command("list")
 @json_option
 def keys_list(as_json: bool) -> None:
-    """List key pairs with their key ids."""
+    """List key pairs with their key ids.
+
+    A malformed pair (unreadable public key, private key without its public key, or a private key
+    that does not match) is listed with the reason (on stderr in text mode, under "error" in
+    JSON); the exit code stays 0 so that the listing is always available.
+    """
     from provscan.keys import key_dir, list_keys
 
     infos = list_keys()
     if as_json:
-        echo_json([{"name": i.name, "keyid": i.keyid, "type": i.type, "encrypted": i.encrypted,
-                    "public": str(i.public)} for i in infos])
+        echo_json([{"name": i.name, "keyid": i.keyid or None, "type": i.type,
+                    "encrypted": i.encrypted, "public": str(i.public), "error": i.error}
+                   for i in infos])
         return
     if not infos:
         click.echo(f"no keys in {key_dir()}")
     for i in infos:
-        click.echo(f"{i.name:<20} {i.keyid}  {'encrypted' if i.encrypted else 'unencrypted'}  {i.type}")
+        if i.error is not None:
+            click.echo(f"{i.name:<20} MALFORMED: {i.error}", err=True)
+        else:
+            click.echo(f"{i.name:<20} {i.keyid}  {'encrypted' if i.encrypted else 'unencrypted'}  "
+                       f"{i.type}")

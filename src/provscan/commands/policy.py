@@ -16,13 +16,21 @@ def policy_group() -> None:
 @click.argument("ref")
 @json_option
 def policy_check(ref: str, as_json: bool) -> None:
-    """Validate a policy file (or builtin:NAME); exit 0 when valid, 2 with one line otherwise."""
+    """Validate a policy file (or builtin:NAME) against the installed detectors.
+
+    Exit 0 when `provscan verify --policy REF` would accept it, 2 with one line otherwise
+    (malformed policy, or a required detector that is not installed). Exit codes: docs/usage.md.
+    """
     from provscan.plugins import get_host
-    from provscan.policy import load_policy
+    from provscan.policy import PolicyError, load_policy
 
     host = get_host()
     pol = load_policy(ref, host)
     known = host.detectors()
+    for d in pol.required_detectors():
+        if d not in known:
+            raise PolicyError(f"policy {pol.origin}: required detector {d!r} is not installed "
+                              f"(known: {', '.join(sorted(known))})")
     missing = [d for d in pol.detectors if d not in known]
     if as_json:
         echo_json({"valid": True, "name": pol.name, "sha256": pol.sha256,
@@ -34,7 +42,7 @@ def policy_check(ref: str, as_json: bool) -> None:
                f"({len(pol.detectors)} detector rules, inconclusive={pol.inconclusive}, "
                f"unlisted={pol.unlisted}, {len(pol.plugins)} allowed plugins, {len(pol.signers)} signers)")
     for d in missing:
-        click.echo(f"note: detector {d!r} is not installed here; a scan under this policy would stop")
+        click.echo(f"note: optional detector {d!r} is not installed here (its rule is unused)")
 
 
 @policy_group.command("list")

@@ -51,7 +51,7 @@ def verify_cmd(target: str, detectors: tuple[str, ...], params: tuple[str, ...],
                quiet: bool, as_json: bool, **target_opts: Any) -> None:
     """Scan TARGET with the selected detectors and exit by the policy's verdict.
 
-    Exit codes: 0 pass, 1 policy failed, 2 usage or input error, 3 inconclusive.
+    Exit codes: 0 pass, 1 policy failed, 2 usage error, 3 inconclusive (docs/usage.md#exit-codes).
     """
     from provscan.api import verify
     from provscan.progress import set_quiet
