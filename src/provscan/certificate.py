@@ -7,10 +7,12 @@ Sigstore use it; :func:`provscan.keys.sign`) → envelope
 written as canonical JSON. ``PAE(type, body) = "DSSEv1" SP len(type) SP type SP len(body) SP body``
 with byte lengths in ASCII decimal.
 
-Verifying (:func:`verify_envelope`): the envelope's own JSON is parsed and checked strictly (exact
-keys, canonical base64, canonical serialisation, so no byte of the file can change unnoticed);
-the payload is decoded and the signature over PAE checked; only then is the payload parsed, once,
-and the statement returned from that single parse. See docs/certificate.md for every field.
+Verifying (:func:`verify_envelope`) follows DSSE v1: the envelope is JSON in any formatting (key
+order, whitespace, escapes; duplicate keys are refused; unknown fields ignored), payload and
+signatures in standard or URL-safe base64. Each signature is checked over PAE(payloadType,
+payload) against every trusted key (``keyid`` is only a hint); only then is the payload parsed,
+once, and the statement returned from that single parse. Any change of the payload, the payload
+type or a signature fails. See docs/certificate.md for every field.
 """
 
 from __future__ import annotations
@@ -71,16 +73,56 @@ def sign_statement(statement: dict[str, Any], keys: list[PrivateKey],
     return canonical_json(env) + b"\n"
 
 
+MAX_ENVELOPE_BYTES = 64 * 1024 * 1024  # a certificate larger than this is refused unread
+MAX_SIGNATURES = 64  # signatures per envelope (each is tried against every trusted key)
+
+
 def _b64(text: Any, what: str) -> bytes:
+    """Standard or URL-safe base64, padded or not (DSSE allows both alphabets)."""
     if not isinstance(text, str):
         raise CertificateError("envelope", f"{what} is not a string")
+    if not text.isascii():
+        raise CertificateError("envelope", f"{what} is not valid base64")
+    body = text.rstrip("=")
+    padded = body + "=" * (-len(body) % 4)
+    alphabet_urlsafe = "-" in body or "_" in body
     try:
-        raw = base64.b64decode(text, validate=True)
+        if alphabet_urlsafe:
+            return base64.b64decode(padded.replace("-", "+").replace("_", "/"), validate=True)
+        return base64.b64decode(padded, validate=True)
     except (binascii.Error, ValueError):
         raise CertificateError("envelope", f"{what} is not valid base64") from None
-    if base64.b64encode(raw).decode() != text:
-        raise CertificateError("envelope", f"{what} is not canonical base64")
-    return raw
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise CertificateError("envelope", f"duplicate key {k!r}")
+        out[k] = v
+    return out
+
+
+def _parse_envelope(data: bytes) -> dict[str, Any]:
+    if len(data) > MAX_ENVELOPE_BYTES:
+        raise CertificateError("envelope", f"larger than {MAX_ENVELOPE_BYTES} bytes")
+    try:
+        env = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise CertificateError("envelope", "not a JSON DSSE envelope") from None
+    if not isinstance(env, dict) or not {"payload", "payloadType", "signatures"} <= set(env):
+        raise CertificateError("envelope", "not a DSSE envelope (needs payload, payloadType and "
+                                           "signatures)")
+    return env
+
+
+def _signature_verifies(key: PublicKey, sig: bytes, message: bytes) -> bool:
+    """``sig`` is a valid signature of ``message`` under ``key`` (Ed25519 or ECDSA P-256/SHA-256)."""
+    try:
+        verify_signature(key, sig, message)
+    except (InvalidSignature, ValueError, TypeError, ProvscanError):
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -97,55 +139,51 @@ class Verified:
 
 
 def verify_envelope(data: bytes, public_keys: list[PublicKey],
-                    required_signers: list[str] | tuple[str, ...] = (), strict: bool = True) -> Verified:
+                    required_signers: list[str] | tuple[str, ...] = ()) -> Verified:
     """Verify a DSSE envelope; return the statement parsed once from the verified payload.
 
-    Valid when at least one signature verifies under one of ``public_keys`` (matched by key id),
-    every signature whose key id matches a given key verifies, and every key id in
-    ``required_signers`` has a verified signature. ``strict`` also requires the envelope file to be
-    in the canonical form provscan writes. Raises :class:`CertificateError` naming the check.
+    Every signature is tried against every key in ``public_keys`` (its ``keyid`` is a hint only).
+    Valid when at least one signature verifies, no signature that names a trusted key id fails
+    to verify, and every key id in ``required_signers`` has a verified signature. The returned
+    ``keyids`` are those of the trusted keys that verified, computed from the keys themselves.
+    Raises :class:`CertificateError` naming the failed check.
     """
     if not public_keys:
         raise ProvscanError("verification needs at least one public key")
-    try:
-        env = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise CertificateError("envelope", "not a JSON DSSE envelope") from None
-    if not isinstance(env, dict) or set(env) != {"payload", "payloadType", "signatures"}:
-        raise CertificateError("envelope", "expected exactly payload, payloadType and signatures")
-    if strict and data not in (canonical_json(env), canonical_json(env) + b"\n"):
-        raise CertificateError("envelope", "not in canonical form (was the file edited?)")
-    if not isinstance(env["payloadType"], str):
+    env = _parse_envelope(data)
+    payload_type = env["payloadType"]
+    if not isinstance(payload_type, str):
         raise CertificateError("envelope", "payloadType is not a string")
-    if env["payloadType"] != PAYLOAD_TYPE:
-        raise CertificateError("envelope", f"payloadType {env['payloadType']!r} is not {PAYLOAD_TYPE}")
     payload = _b64(env["payload"], "payload")
     sigs = env["signatures"]
     if not isinstance(sigs, list) or not sigs:
         raise CertificateError("envelope", "no signatures")
+    if len(sigs) > MAX_SIGNATURES:
+        raise CertificateError("envelope", f"more than {MAX_SIGNATURES} signatures")
     trusted = {keyid(k): k for k in public_keys}
-    message = pae(env["payloadType"], payload)
+    message = pae(payload_type, payload)
     good: list[str] = []
     for i, entry in enumerate(sigs):
-        if not isinstance(entry, dict) or set(entry) - {"keyid", "sig"} or "sig" not in entry:
+        if not isinstance(entry, dict) or "sig" not in entry:
             raise CertificateError("envelope", f"signature {i} is malformed")
-        kid = entry.get("keyid", "")
+        hint = entry.get("keyid") or ""
         sig = _b64(entry["sig"], f"signature {i}")
-        if kid not in trusted:
-            continue
-        try:
-            verify_signature(trusted[kid], sig, message)
-        except InvalidSignature:
-            raise CertificateError("signature", f"signature by key {kid[:16]} does not verify") from None
-        good.append(kid)
+        matched = [kid for kid, key in trusted.items() if _signature_verifies(key, sig, message)]
+        if not matched and hint in trusted:
+            raise CertificateError("signature", f"signature by key {str(hint)[:16]} does not verify")
+        good.extend(kid for kid in matched if kid not in good)
     if not good:
         raise CertificateError("signature", "no signature by the given public key(s)")
+    if payload_type != PAYLOAD_TYPE:
+        raise CertificateError("envelope", f"payloadType {payload_type!r} is not {PAYLOAD_TYPE}")
     missing = [k for k in required_signers if k not in good]
     if missing:
         raise CertificateError("signers", f"required signer {missing[0][:16]} did not sign")
     try:
-        statement = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        statement = json.loads(payload.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
+    except CertificateError:
+        raise CertificateError("payload", "signed payload has a duplicate key") from None
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise CertificateError("payload", "signed payload is not JSON") from None
     check_statement(statement)
     return Verified(statement, tuple(good), payload)
