@@ -59,8 +59,13 @@ def injector_command(cls: Any) -> click.Command:
     for p in cls.params:
         ptype = {int: int, float: float, bool: str}.get(p.type, str)
         params.append(click.Option([f"--{p.name.replace('_', '-')}", p.name], type=ptype, default=None,
-                                   help=f"{p.help} [default: {p.default}]"))
+                                   help=_option_help(p)))
     return click.Command(cls.id, callback=run, params=params, help=cls.description)
+
+
+def _option_help(p: Any) -> str:
+    extra = [f"range: {p.range_text()}"] if p.range_text() else []
+    return f"{p.help} [default: {p.default}{''.join('; ' + e for e in extra)}]"
 
 
 def _inside(path: Path, folder: Path) -> bool:
