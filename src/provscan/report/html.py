@@ -1,5 +1,8 @@
 """Single-file HTML report: no external assets, plots as inline SVG.
 
+The page carries a Content-Security-Policy that forbids scripts and every network fetch, and
+plugin figures are inlined only after the allowlist sanitiser (:mod:`provscan.report.sanitize`).
+
 For each detector: its claims (null hypothesis, test, statistic, p-value, alpha, n, decision),
 a -log10(p) bar chart against -log10(alpha), the detector's own ``figures`` (SVG inlined, PNG as a
 data URI) and its ``details`` (tables for flat mappings, JSON otherwise).
@@ -15,6 +18,12 @@ from typing import Any
 
 from provscan.report import Reporter, result_dict
 from provscan.report import svg as svgplot
+from provscan.report.sanitize import MAX_FIGURE_BYTES, sanitize_svg
+
+# No scripts, no network, no plugins, no forms: the page may only use its own inline style and
+# inline (data:) images. Plugin SVG is sanitised as well (provscan.report.sanitize).
+CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; "
+       "form-action 'none'")
 
 CSS = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
@@ -40,14 +49,12 @@ def _fmt(v: Any) -> str:
 
 
 def _figure(caption: str, data: bytes) -> str:
+    """A plugin's figure: SVG through the allowlist sanitiser, PNG as a data URI, else a note."""
     head = data.lstrip()[:200]
-    if head.startswith(b"<svg") or (head.startswith(b"<?xml") and b"<svg" in data[:500]):
-        body = data.decode("utf-8", "replace")
-        if body.startswith("<?xml"):
-            body = body[body.index("?>") + 2:]
-        if "<script" in body.lower():
-            body = "<p>(figure omitted: contains a script)</p>"
-    elif head.startswith(b"\x89PNG"):
+    if head.startswith(b"<svg") or head.startswith(b"<?xml") or head.startswith(b"<!--"):
+        clean = sanitize_svg(data)
+        body = clean if clean is not None else "<p>(figure omitted: not a well-formed, safe SVG)</p>"
+    elif head.startswith(b"\x89PNG") and len(data) <= MAX_FIGURE_BYTES:
         body = f'<img alt="{escape(caption)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
     else:
         body = "<p>(figure in an unknown format)</p>"
@@ -87,6 +94,8 @@ def render_html(result: Any) -> str:
     data = result_dict(result)
     scan = result.scan
     out = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+           f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
+           '<meta name="referrer" content="no-referrer">',
            f"<title>provscan report: {escape(scan.location)}</title><style>{CSS}</style></head><body>",
            f"<h1>provscan report {_badge(result.verdict.status)}</h1>",
            "<table>",
