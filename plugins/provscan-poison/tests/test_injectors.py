@@ -152,15 +152,15 @@ def test_cli_inject_and_apply_trigger(run_cli, digits_npz: Path, tmp_path: Path)
 
 
 @pytest.mark.parametrize("args, message", [
-    (["badnets", "--rate", "0"], "rate 0.0 is outside (0, 1]"),
-    (["badnets", "--rate", "1.5"], "rate 1.5 is outside (0, 1]"),
+    (["badnets", "--rate", "0"], "parameter badnets.rate: 0.0 is out of range (0 < rate <= 1)"),
+    (["badnets", "--rate", "1.5"], "parameter badnets.rate: 1.5 is out of range (0 < rate <= 1)"),
     (["badnets", "--target", "10"], "unknown target class 10"),
     (["badnets", "--patch-size", "9"], "patch size 9 does not fit 8x8"),
     (["badnets", "--colour", "1,0,0"], "the images have 1 channel"),
     (["badnets", "--position", "middle"], "not one of"),
-    (["blended", "--alpha", "0"], "alpha 0.0 is outside"),
+    (["blended", "--alpha", "0"], "parameter blended.alpha: 0.0 is out of range"),
     (["blended", "--pattern", "PATTERN"], "has shape (1, 16, 16); the images are (1, 8, 8)"),
-    (["clean-label", "--hardening", "1"], "hardening 1.0 is outside"),
+    (["clean-label", "--hardening", "1"], "parameter clean-label.hardening: 1.0 is out of range"),
 ])
 def test_cli_bad_parameters_one_line_exit_2(run_cli, digits_npz: Path, tmp_path: Path,
                                             args: list[str], message: str) -> None:

@@ -46,7 +46,8 @@ def open_target(location: str, options: OpenOptions, host: Host) -> Target | Non
         from provscan.targets.endpoint import open_endpoint
 
         return open_endpoint(location, model_name=options.extra.get("model_name"), kind=options.kind,
-                             batch_size=options.batch_size, api=options.extra.get("api"))
+                             batch_size=options.batch_size, api=options.extra.get("api"),
+                             limits=options.extra.get("endpoint_limits"))
     path = Path(location)
     if path.is_dir():
         if (path / MODEL_CARD).exists():

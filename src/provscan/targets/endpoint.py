@@ -19,12 +19,15 @@ or the only model listed by ``GET /v1/models``. ``PROVSCAN_ENDPOINT_API_KEY`` (o
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import os
+import socket
+import threading
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,62 +38,230 @@ from provscan.targets.base import ClassifierTarget, LMTarget
 
 DEFAULT_TIMEOUT_S = 120.0
 RETRY_STATUS = {429, 500, 502, 503, 504}
+_CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True)
+class EndpointLimits:
+    """Budgets for one scan of an endpoint: ``OpenOptions.extra["endpoint_limits"]``, else the
+    ``PROVSCAN_ENDPOINT_*`` environment variables (:meth:`from_env`), else these defaults
+    (docs/targets.md).
+
+    ``connect_timeout_s``: to open a connection; ``read_timeout_s``: longest silence while waiting
+    for the next bytes of an answer; ``deadline_s``: the whole scan, every request and retry
+    together (a server that drips one byte at a time is cut off here);
+    ``max_response_bytes``: one answer's body; ``max_json_depth``: nesting of an answer's JSON.
+    """
+
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = DEFAULT_TIMEOUT_S
+    deadline_s: float = 3600.0
+    max_response_bytes: int = 64 * 1024 * 1024
+    max_json_depth: int = 64
+
+    @classmethod
+    def from_env(cls) -> EndpointLimits:
+        """Defaults overridden by ``PROVSCAN_ENDPOINT_CONNECT_TIMEOUT_S``, ``..._READ_TIMEOUT_S``,
+        ``..._DEADLINE_S``, ``..._MAX_RESPONSE_BYTES`` and ``..._MAX_JSON_DEPTH``."""
+        values: dict[str, Any] = {}
+        for name, kind in (("connect_timeout_s", float), ("read_timeout_s", float),
+                           ("deadline_s", float), ("max_response_bytes", int),
+                           ("max_json_depth", int)):
+            env = f"PROVSCAN_ENDPOINT_{name.upper()}"
+            raw = os.environ.get(env)
+            if raw:
+                try:
+                    values[name] = kind(raw)
+                except ValueError:
+                    raise ProvscanError(f"{env}={raw!r}: expected a {kind.__name__}") from None
+        return cls(**values)
+
+    def __post_init__(self) -> None:
+        for name in ("connect_timeout_s", "read_timeout_s", "deadline_s"):
+            if not 0 < getattr(self, name) < float("inf"):
+                raise ProvscanError(f"endpoint {name} must be a positive number of seconds")
+        if self.max_response_bytes < 1 or self.max_json_depth < 2:
+            raise ProvscanError("endpoint max_response_bytes must be >= 1 and max_json_depth >= 2")
 
 
 class EndpointError(ProvscanError):
     """The endpoint could not be reached or answered something that is not the protocol."""
 
 
-class EndpointClient:
-    """A minimal JSON-over-HTTP client with retries (stdlib only)."""
+class _Expired(Exception):
+    """The scan's overall deadline passed while a request was in flight."""
 
-    def __init__(self, base_url: str, api_key: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S,
-                 retries: int = 3) -> None:
+
+def json_depth(raw: bytes, limit: int) -> int:
+    """Deepest nesting of arrays/objects in ``raw`` (outside strings), counted up to ``limit + 1``
+    in one linear pass, so that an answer nested too deep is refused before ``json.loads``."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > limit:
+                    return deepest
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
+def parse_json_answer(raw: bytes, limits: EndpointLimits, what: str) -> Any:
+    """An answer's JSON, refused (EndpointError) when nested deeper than the limit or malformed."""
+    if json_depth(raw, limits.max_json_depth) > limits.max_json_depth:
+        raise EndpointError(f"{what}: the answer is nested deeper than {limits.max_json_depth} levels")
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        raise EndpointError(f"{what}: the answer is not JSON") from None
+
+
+class EndpointClient:
+    """A minimal JSON-over-HTTP client with retries and budgets (stdlib only).
+
+    Every request honours :class:`EndpointLimits`: connect and read timeouts, a cap on the
+    answer's size and JSON depth, and one deadline for the client's whole life (the scan): a
+    watchdog closes the connection when it passes, whatever the server is doing.
+    """
+
+    def __init__(self, base_url: str, api_key: str | None = None, timeout_s: float | None = None,
+                 retries: int = 3, limits: EndpointLimits | None = None) -> None:
         self.base_url = base_url.rstrip("/")
+        parsed = urllib.parse.urlsplit(self.base_url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise EndpointError(f"{base_url}: not an http(s) URL")
+        self._parsed = parsed
         self.api_key = api_key if api_key is not None else (
             os.environ.get("PROVSCAN_ENDPOINT_API_KEY") or os.environ.get("OPENAI_API_KEY"))
-        self.timeout_s = timeout_s
+        limits = limits or EndpointLimits.from_env()
+        if timeout_s is not None:
+            limits = EndpointLimits(limits.connect_timeout_s, timeout_s, limits.deadline_s,
+                                    limits.max_response_bytes, limits.max_json_depth)
+        self.limits = limits
+        self.timeout_s = limits.read_timeout_s
         self.retries = retries
+        self.deadline = time.monotonic() + limits.deadline_s
+
+    def _remaining(self, what: str) -> float:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise EndpointError(f"{what}: the scan's endpoint deadline of {self.limits.deadline_s:g} s "
+                                f"has passed")
+        return left
 
     def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         url = f"{self.base_url}{path}"
+        what = f"{method} {url}"
         data = json.dumps(body).encode() if body is not None else None
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         for attempt in range(self.retries + 1):
-            req = urllib.request.Request(url, data=data, headers=headers, method=method)
+            self._remaining(what)
             try:
-                with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
-                    payload = resp.read()
-                break
-            except urllib.error.HTTPError as exc:
-                if exc.code in RETRY_STATUS and attempt < self.retries:
-                    time.sleep(0.2 * 2**attempt)
-                    continue
-                detail = _error_message(exc.read())
-                raise EndpointError(f"{method} {url}: HTTP {exc.code} {detail}".strip()) from None
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+                status, payload = self._once(method, path, data, headers)
+            except _Expired:
+                raise EndpointError(f"{what}: cut off at the scan's endpoint deadline of "
+                                    f"{self.limits.deadline_s:g} s") from None
+            except (OSError, http.client.HTTPException) as exc:
                 if attempt < self.retries:
-                    time.sleep(0.2 * 2**attempt)
+                    self._sleep(0.2 * 2**attempt)
                     continue
-                reason = getattr(exc, "reason", exc)
-                raise EndpointError(f"{method} {url}: cannot reach the endpoint ({reason})") from None
-        try:
-            out = json.loads(payload)
-        except ValueError:
-            raise EndpointError(f"{method} {url}: the answer is not JSON") from None
+                reason = "timed out" if isinstance(exc, TimeoutError | socket.timeout) else exc
+                raise EndpointError(f"{what}: cannot reach the endpoint ({reason})") from None
+            if status in RETRY_STATUS and attempt < self.retries:
+                self._sleep(0.2 * 2**attempt)
+                continue
+            if status >= 400:
+                detail = _error_message(payload)
+                raise EndpointError(f"{what}: HTTP {status} {detail}".strip())
+            break
+        out = parse_json_answer(payload, self.limits, what)
         if not isinstance(out, dict):
-            raise EndpointError(f"{method} {url}: the answer is not a JSON object")
+            raise EndpointError(f"{what}: the answer is not a JSON object")
         return out
+
+    def _sleep(self, seconds: float) -> None:
+        time.sleep(max(0.0, min(seconds, self.deadline - time.monotonic())))
+
+    def _once(self, method: str, path: str, data: bytes | None,
+              headers: dict[str, str]) -> tuple[int, bytes]:
+        """One HTTP exchange under the budgets: (status, body)."""
+        p = self._parsed
+        conn_cls = http.client.HTTPSConnection if p.scheme == "https" else http.client.HTTPConnection
+        remaining = self._remaining(f"{method} {self.base_url}{path}")
+        conn = conn_cls(p.hostname or "", p.port, timeout=min(self.limits.connect_timeout_s, remaining))
+        expired = threading.Event()
+        opened: list[socket.socket] = []  # http.client drops conn.sock once the answer owns it
+
+        def cut_off() -> None:
+            expired.set()
+            for sock in opened:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+        watchdog = threading.Timer(remaining, cut_off)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            conn.connect()
+            if conn.sock is not None:
+                opened.append(conn.sock)
+                conn.sock.settimeout(self.limits.read_timeout_s)
+                if expired.is_set():  # the deadline passed while connecting
+                    raise _Expired()
+            conn.request(method, (p.path or "") + path, body=data, headers=headers)
+            resp = conn.getresponse()
+            declared = resp.getheader("Content-Length")
+            if declared is not None and declared.isdigit() and int(declared) > self.limits.max_response_bytes:
+                raise EndpointError(f"{method} {self.base_url}{path}: the answer is larger than "
+                                    f"{self.limits.max_response_bytes} bytes")
+            chunks: list[bytes] = []
+            size = 0
+            while True:
+                chunk = resp.read1(_CHUNK)
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > self.limits.max_response_bytes:
+                    raise EndpointError(f"{method} {self.base_url}{path}: the answer is larger than "
+                                        f"{self.limits.max_response_bytes} bytes")
+                chunks.append(chunk)
+            status, body = resp.status, b"".join(chunks)
+        except (OSError, http.client.HTTPException, ValueError):
+            if expired.is_set():
+                raise _Expired() from None
+            raise
+        finally:
+            watchdog.cancel()
+            conn.close()
+            for sock in opened:
+                sock.close()
+        if expired.is_set():  # cut off: what was read is not the whole answer
+            raise _Expired()
+        return status, body
 
 
 def _error_message(raw: bytes) -> str:
     try:
-        err = json.loads(raw).get("error", {})
+        err = json.loads(raw[:65536]).get("error", {})
         return str(err.get("message", "")) if isinstance(err, dict) else str(err)
-    except (ValueError, AttributeError):
-        return raw[:200].decode("utf-8", "replace")
+    except (ValueError, AttributeError, RecursionError):
+        return raw[:200].decode("utf-8", "replace").splitlines()[0] if raw.strip() else ""
 
 
 def list_models(client: EndpointClient) -> list[dict[str, Any]]:
@@ -268,10 +439,12 @@ class EndpointClassifierTarget(ClassifierTarget):
 
 
 def open_endpoint(location: str, model_name: str | None = None, kind: str | None = None,
-                  batch_size: int = 64, api: str | None = None) -> EndpointLMTarget | EndpointClassifierTarget:
-    """Open ``http(s)://host:port/v1[#model]`` as an LM or classifier endpoint target."""
+                  batch_size: int = 64, api: str | None = None,
+                  limits: EndpointLimits | None = None) -> EndpointLMTarget | EndpointClassifierTarget:
+    """Open ``http(s)://host:port/v1[#model]`` as an LM or classifier endpoint target; every
+    request of the scan runs under ``limits`` (defaults: :class:`EndpointLimits`)."""
     base, _, fragment = location.partition("#")
-    client = EndpointClient(base)
+    client = EndpointClient(base, limits=limits)
     models = list_models(client)
     name = model_name or fragment or None
     if name is None:
