@@ -8,9 +8,10 @@ import pytest
 import torch
 
 import provscan
+from provscan.architectures import small_cnn
+from provscan.classifier_card import save_classifier
 from provscan.detectors import Detector
 from provscan.evidence import Claim, Evidence
-from provscan.models import save_classifier, small_cnn
 from provscan.report import svg as svgplot
 from provscan.report.sanitize import MAX_ELEMENTS, sanitize_svg
 
