@@ -9,13 +9,14 @@
   the Ray node it ran on in its evidence details.
 - ``fleet.crash``: always raises (failure isolation).
 
-Every run appends ``<detector> <location>`` to ``$PROVSCAN_FLEET_LOG`` when it is set, so a test
+Every run appends ``<detector> <location> <ray node or -> <unix time>`` to ``$PROVSCAN_FLEET_LOG`` when it is set, so a test
 can count detector invocations across processes; ``delay`` (seconds) slows a run down.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -51,11 +52,21 @@ def make_model(path: Path, seed: int, secret: int | None = None) -> Path:
     return path
 
 
+def _node() -> str:
+    """The Ray node this runs on ("-" outside Ray)."""
+    if "ray" in sys.modules:
+        import ray
+
+        if ray.is_initialized():
+            return ray.get_runtime_context().get_node_id()
+    return "-"
+
+
 def _log(detector: str, target: object) -> None:
     log = os.environ.get("PROVSCAN_FLEET_LOG")
     if log:
         with open(log, "a") as f:
-            f.write(f"{detector} {getattr(target, 'location', '?')}\n")
+            f.write(f"{detector} {getattr(target, 'location', '?')} {_node()} {time.time():.3f}\n")
 
 
 class Watermark(Detector):
@@ -86,10 +97,7 @@ class GpuWatermark(Watermark):
     resources = {"CPU": 1, "fake_gpu": 1}
 
     def details(self) -> dict:
-        import ray
-
-        return {"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id()
-                if ray.is_initialized() else None}
+        return {"pid": os.getpid(), "node": _node()}
 
 
 class Crash(Detector):

@@ -153,8 +153,9 @@ class RayEngine:
                     try:
                         res = ray.get(ref)
                     except ray.exceptions.RayError as exc:
-                        res = lost(job, f"{type(exc).__name__} after {self.max_retries} retries: "
-                                        f"{str(exc).splitlines()[0] if str(exc) else ''}")
+                        lines = [x for x in str(exc).splitlines() if x.strip()]
+                        res = lost(job, f"{type(exc).__name__} (up to {self.max_retries} retries): "
+                                        f"{lines[-1].strip() if lines else ''}")
                     on_result(res)
                 if not ready:
                     self._drop_unplaceable(ray, refs, on_result)
