@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from provscan.certificate import CERT_NAME, CertificateError, canonical_json, pae, verify_envelope
-from provscan.keys import keyid
+from provscan.keys import PrivateKey, PublicKey, keyid, sign, verify_signature
 from provscan.params import resolve_params
 
 RECORD_NAME = "record.dsse.json"
@@ -51,16 +50,16 @@ def result_key(digest: str, policy_sha256: str, parts: list[list[Any]], seed: in
     return hashlib.sha256(canonical_json(body)).hexdigest()
 
 
-def sign_record(key: str, certificate: bytes, location: str, signer: Ed25519PrivateKey) -> bytes:
+def sign_record(key: str, certificate: bytes, location: str, signer: PrivateKey) -> bytes:
     payload = canonical_json({"key": key, "certificateSha256": hashlib.sha256(certificate).hexdigest(),
                               "location": location})
-    sig = signer.sign(pae(RECORD_TYPE, payload))
+    sig = sign(signer, pae(RECORD_TYPE, payload))
     env = {"payload": base64.b64encode(payload).decode(), "payloadType": RECORD_TYPE,
            "signatures": [{"keyid": keyid(signer.public_key()), "sig": base64.b64encode(sig).decode()}]}
     return canonical_json(env) + b"\n"
 
 
-def read_record(data: bytes, public_key: Ed25519PublicKey) -> dict[str, Any] | None:
+def read_record(data: bytes, public_key: PublicKey) -> dict[str, Any] | None:
     """The record's payload when its signature verifies under ``public_key``, else None."""
     try:
         env = json.loads(data)
@@ -70,7 +69,8 @@ def read_record(data: bytes, public_key: Ed25519PublicKey) -> dict[str, Any] | N
         want = keyid(public_key)
         for s in env["signatures"]:
             if s.get("keyid") == want:
-                public_key.verify(base64.b64decode(s["sig"], validate=True), pae(RECORD_TYPE, payload))
+                verify_signature(public_key, base64.b64decode(s["sig"], validate=True),
+                                 pae(RECORD_TYPE, payload))
                 record = json.loads(payload)
                 return record if isinstance(record, dict) else None
     except (ValueError, KeyError, TypeError, InvalidSignature):
@@ -79,7 +79,7 @@ def read_record(data: bytes, public_key: Ed25519PublicKey) -> dict[str, Any] | N
 
 
 def cached_statement(folder: Path, key: str, digest: str,
-                     public_key: Ed25519PublicKey) -> dict[str, Any] | None:
+                     public_key: PublicKey) -> dict[str, Any] | None:
     """The verified statement of ``folder`` when it holds a finished result for ``key`` whose
     subject digest is ``digest``; None when the target must be scanned (again)."""
     try:
