@@ -300,6 +300,13 @@ def text_pickle_hex_int(out: Path, canary: Path) -> Path:
     return _write(out, "notes.txt", data)
 
 
+def text_pickle_after_long_line(out: Path, canary: Path) -> Path:
+    """A text opcode (UNICODE) whose line runs 8 MiB before the payload: a decoder that gives up on
+    long lines, and calls the rest text, misses it."""
+    data = b"V" + b"a" * (8 << 20) + b"\n0cos\nsystem\n(S'" + _shell(canary).encode() + b"'\ntR."
+    return _write(out, "notes.txt", data)
+
+
 def protocol1_pickle_in_hf_dir(out: Path, canary: Path) -> Path:
     """A JSON-only HF-looking directory whose ``merges.txt`` is a protocol-1 pickle."""
     out.mkdir(parents=True, exist_ok=True)
@@ -393,7 +400,7 @@ MALICIOUS: dict[str, Callable[[Path, Path], Path]] = {
         torch_zip_duplicate_data_pkl, torch_zip_hidden_bytes, torch_zip_appended_payload,
         torch_zip_crc_error, torch_zip_padding_payload, hf_dir_malicious_bin, safetensors_overlap, safetensors_trailing,
         text_pickle_named_notes_txt, text_pickle_named_readme_md, text_pickle_named_tokenizer_model,
-        text_pickle_named_license, text_pickle_hex_int, protocol1_pickle_in_hf_dir, nested_pickle_4_levels,
+        text_pickle_named_license, text_pickle_hex_int, text_pickle_after_long_line, protocol1_pickle_in_hf_dir, nested_pickle_4_levels,
         nested_text_pickle_in_bytes, index_names_file_outside, tokenizer_config_names_file_outside,
         symlink_to_outside_payload, encrypted_zip_member, safetensors_shape_2_64,
     )
@@ -410,6 +417,7 @@ LIVE: dict[str, str] = {
     "text_pickle_named_tokenizer_model": _TORCH_LOAD,
     "text_pickle_named_license": _PICKLE_LOAD,
     "text_pickle_hex_int": _PICKLE_LOAD,
+    "text_pickle_after_long_line": _PICKLE_LOAD,
     "protocol1_pickle_in_hf_dir": "import pickle,sys; pickle.load(open(sys.argv[1] + '/merges.txt','rb'))",
     "nested_pickle_4_levels": _PICKLE_LOAD,
     "nested_text_pickle_in_bytes": _PICKLE_LOAD,
@@ -436,18 +444,13 @@ def opcode_flood(out: Path) -> Path:
 
 
 def memo_flood(out: Path) -> Path:
-    """Two million memoised values (each MEMOIZE keeps one alive)."""
+    """A million memoised values (each MEMOIZE keeps one alive): over the opcode budget."""
     return _write(out, "model.pkl", b"\x80\x04" + b"N\x94" * 1_000_001 + b".")
 
 
 def huge_declared_bytes(out: Path) -> Path:
     """BINBYTES8 announcing 2**62 bytes in a 20-byte file."""
     return _write(out, "model.pkl", b"\x80\x04\x8e" + struct.pack("<Q", 1 << 62) + b"abc.")
-
-
-def long_text_line(out: Path) -> Path:
-    """A text opcode (UNICODE) whose line never ends: 8 MiB without a newline."""
-    return _write(out, "notes.txt", b"V" + b"a" * (8 << 20))
 
 
 def deep_list_pickle(out: Path) -> Path:
@@ -542,7 +545,7 @@ def binary_garbage(out: Path) -> Path:
 
 HOSTILE: dict[str, Callable[[Path], Path]] = {
     f.__name__: f for f in (
-        shared_tuple_build, opcode_flood, memo_flood, huge_declared_bytes, long_text_line, deep_list_pickle,
+        shared_tuple_build, opcode_flood, memo_flood, huge_declared_bytes, deep_list_pickle,
         safetensors_empty_lists, safetensors_shape_overflow, safetensors_huge_rank, safetensors_header_too_large,
         json_brackets, json_deep_but_parsable, zip_many_members, zip_compressed_bomb, truncated_zip,
         fifo_in_directory, binary_garbage,

@@ -21,8 +21,9 @@ ENV_PREFIX = "PROVSCAN_SAFETY_"
 class Budgets:
     """Caps on the work and memory one file may cost the scan."""
 
-    #: opcodes decoded per pickle file (all its streams and nested pickles together)
-    max_opcodes: int = 2_000_000
+    #: opcodes decoded per pickle file (all its streams and nested pickles together); a torch
+    #: checkpoint needs about 30 per tensor
+    max_opcodes: int = 1_000_000
     #: memo entries and values on the unpickler stack, each
     max_memo: int = 1_000_000
     #: bytes of string/bytes constants held by one pickle analysis (also caps one constant)

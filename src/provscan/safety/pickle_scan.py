@@ -533,6 +533,10 @@ class _Simulator:
         self.stack.append(_OPAQUE)
 
     def op_APPEND(self, arg: Any) -> None:
+        stack = self.stack
+        if len(stack) >= 2 and type(stack[-2]) is ListValue and stack[-1] is not _MARK:
+            stack[-2].append(stack.pop())  # the common case, inlined
+            return
         item = self.pop()
         obj = self.top()
         self._container(obj, "APPEND")
