@@ -61,6 +61,11 @@ def _secret(secret_file: Path | None) -> str:
     return secret
 
 
+def _quiet_mlflow() -> None:
+    """No progress bars from MLflow's downloads: stderr carries the JSON log lines."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
 def add_commands(cli: click.Group) -> None:
     @cli.group("mlflow")
     def mlflow_group() -> None:
@@ -87,13 +92,16 @@ def add_commands(cli: click.Group) -> None:
                   tolerance: int, grace: float, max_attempts: int, **gate: Any) -> None:
         """Receive MLflow webhooks (model_version.created, model_version_alias.created), scan each
         version and write the verdict back to the registry. Runs until SIGTERM."""
-        from provscan_mlflow.server import Receiver, ServeSettings
+        from provscan_mlflow.server import JsonLog, Receiver, ServeSettings, route_logging
 
         settings = ServeSettings(host=host, port=port, queue=queue_path, secret=_secret(secret_file),
                                  gate=gate_settings(**gate), workers=workers, tolerance=tolerance,
                                  grace=grace, max_attempts=max_attempts)
+        _quiet_mlflow()
         # The CLI built the plugin host before this command ran, so worker threads share it.
-        Receiver(settings).serve_until_signal()
+        log = JsonLog()
+        route_logging(log)
+        Receiver(settings, log).serve_until_signal()
 
     @mlflow_group.command("scan-all")
     @click.argument("name")
@@ -107,6 +115,7 @@ def add_commands(cli: click.Group) -> None:
         from provscan_mlflow.gate import TransientError, gate_version
         from provscan_mlflow.location import client_for
 
+        _quiet_mlflow()
         settings = gate_settings(**gate)
         client = client_for(settings.tracking_uri)
         versions = sorted({str(mv.version) for mv in

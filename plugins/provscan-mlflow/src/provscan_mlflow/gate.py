@@ -38,6 +38,7 @@ TAGS = ("provscan.verdict", "provscan.policy", "provscan.certificate.sha256", "p
         "provscan.run_id", "provscan.certificate.uri")
 _alias_locks: dict[str, threading.Lock] = {}
 _alias_locks_guard = threading.Lock()
+_experiment_lock = threading.Lock()
 
 
 class TransientError(Exception):
@@ -69,7 +70,7 @@ class GateOutcome:
     policy: str
     certificate_sha256: str | None
     scan_run_id: str | None
-    alias: str  # set | kept-newer | removed | unchanged
+    alias: str  # set | kept-newer | removed | unchanged (what happened to the alias)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -94,9 +95,13 @@ def _one_line(text: str) -> str:
     return line if len(line) <= REASON_MAX else line[: REASON_MAX - 1] + "…"
 
 
-def scan_run(client: Any, settings: GateSettings, name: str, version: str,
-             existing: str | None) -> str:
-    """The run that holds this version's artifacts: ``existing`` when it still exists, else new."""
+def scan_run(client: Any, settings: GateSettings, name: str, version: str, existing: str | None,
+             scan_key: str | None = None) -> str:
+    """The run that holds this version's artifacts.
+
+    ``existing`` when it still exists; else the run tagged ``provscan.scan_key = scan_key`` (a job
+    retried after a crash between creating its run and recording it); else a new run.
+    """
     from mlflow.exceptions import MlflowException
 
     if existing:
@@ -106,11 +111,24 @@ def scan_run(client: Any, settings: GateSettings, name: str, version: str,
         except MlflowException as exc:
             if not _is_missing(exc):
                 raise
-    exp = client.get_experiment_by_name(settings.experiment)
-    exp_id = exp.experiment_id if exp is not None else client.create_experiment(settings.experiment)
-    run = client.create_run(exp_id, run_name=f"{name}-v{version}",
-                            tags={"provscan.model.name": name, "provscan.model.version": version})
+    with _experiment_lock:
+        exp = client.get_experiment_by_name(settings.experiment)
+        exp_id = exp.experiment_id if exp is not None else client.create_experiment(settings.experiment)
+    tags = {"provscan.model.name": name, "provscan.model.version": version}
+    if scan_key:
+        found = client.search_runs([exp_id], f"tags.`provscan.scan_key` = '{_filter_value(scan_key)}'",
+                                   max_results=1)
+        if found:
+            return str(found[0].info.run_id)
+        tags["provscan.scan_key"] = scan_key
+    run = client.create_run(exp_id, run_name=f"{name}-v{version}", tags=tags)
     return str(run.info.run_id)
+
+
+def _filter_value(text: str) -> str:
+    if "'" in text or "\\" in text:
+        raise ProvscanError(f"cannot search for {text!r}")
+    return text
 
 
 def run_scan(settings: GateSettings, name: str, version: str, out: Path) -> dict[str, Any]:
@@ -135,10 +153,13 @@ def run_scan(settings: GateSettings, name: str, version: str, out: Path) -> dict
 
 
 def write_back(client: Any, settings: GateSettings, name: str, version: str, run_id: str,
-               scan: dict[str, Any], out: Path) -> GateOutcome:
-    """Log the artifacts, tag the version, move the alias. Idempotent."""
-    from mlflow.exceptions import MlflowException
+               scan: dict[str, Any], out: Path,
+               before_alias: Callable[[str, str, str], None] | None = None) -> GateOutcome:
+    """Log the artifacts, tag the version, move the alias. Idempotent.
 
+    ``before_alias(name, alias, version)`` is called just before the alias is set (the receiver
+    records that it expects the resulting ``model_version_alias.created`` event).
+    """
     cert = scan["certificate"]
     digest = hashlib.sha256(cert).hexdigest() if cert else None
     if out.is_dir():
@@ -150,27 +171,27 @@ def write_back(client: Any, settings: GateSettings, name: str, version: str, run
         tags["provscan.certificate.uri"] = f"runs:/{run_id}/{ARTIFACT_DIR}/certificate.intoto.json"
     for key, value in tags.items():
         client.set_tag(run_id, key, value)
-    client.set_terminated(run_id, "FINISHED")
+    client.update_run(run_id, status="FINISHED")  # set_terminated would print links on stdout
     mv = client.get_model_version(name, version)
     for key in TAGS:
         if key not in tags and key in (mv.tags or {}):
             client.delete_model_version_tag(name, version, key)
-    for key, value in tags.items():
+    # provscan.verdict last: once it is there, the other tags of this scan are too.
+    for key, value in sorted(tags.items(), key=lambda kv: kv[0] == "provscan.verdict"):
         client.set_model_version_tag(name, version, key, value)
     with _lock_for(name):
-        try:
-            holder = client.get_model_version_by_alias(name, settings.alias)
-        except MlflowException as exc:
-            if not _is_missing(exc):
-                raise
-            holder = None
+        holder = (client.get_registered_model(name).aliases or {}).get(settings.alias)
         if scan["verdict"] == "pass":
-            if holder is not None and int(holder.version) > int(version):
+            if holder is not None and int(holder) > int(version):
                 action = "kept-newer"
+            elif holder is not None and str(holder) == str(version):
+                action = "unchanged"
             else:
+                if before_alias is not None:
+                    before_alias(name, settings.alias, version)
                 client.set_registered_model_alias(name, settings.alias, version)
                 action = "set"
-        elif holder is not None and str(holder.version) == str(version):
+        elif holder is not None and str(holder) == str(version):
             client.delete_registered_model_alias(name, settings.alias)
             action = "removed"
         else:
@@ -180,12 +201,14 @@ def write_back(client: Any, settings: GateSettings, name: str, version: str, run
 
 
 def gate_version(settings: GateSettings, name: str, version: str, scan_run_id: str | None = None,
-                 on_run: Callable[[str], None] | None = None) -> GateOutcome | None:
+                 on_run: Callable[[str], None] | None = None, scan_key: str | None = None,
+                 before_alias: Callable[[str, str, str], None] | None = None) -> GateOutcome | None:
     """Scan one version and write back; None when the version no longer exists.
 
     Raises :class:`TransientError` when the registry failed in a way worth retrying.
     ``on_run(run_id)`` is called once the artifact run is known (the queue stores it, so that a
-    retry reuses the same run).
+    retry reuses the same run); ``scan_key`` (unique per job) tags the run so that a retry finds
+    it even when the process died before ``on_run`` returned.
     """
     import requests
     from mlflow.exceptions import MlflowException
@@ -201,12 +224,12 @@ def gate_version(settings: GateSettings, name: str, version: str, scan_run_id: s
         raise _transient(exc) from None
     tmp = Path(tempfile.mkdtemp(prefix="provscan-gate-"))
     try:
-        run_id = scan_run(client, settings, name, version, scan_run_id)
+        run_id = scan_run(client, settings, name, version, scan_run_id, scan_key)
         if on_run is not None:
             on_run(run_id)
         out = tmp / "out"
         scan = run_scan(settings, name, version, out)
-        return write_back(client, settings, name, version, run_id, scan, out)
+        return write_back(client, settings, name, version, run_id, scan, out, before_alias)
     except (MlflowException, requests.RequestException) as exc:
         if isinstance(exc, MlflowException) and _is_missing(exc):
             return None

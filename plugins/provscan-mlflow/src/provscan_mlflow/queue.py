@@ -9,7 +9,9 @@ after the transaction that records it and its job has committed, so a crash afte
 nothing; a crash before it makes MLflow retry the same delivery id, which the table deduplicates.
 ``running`` rows left by a process that died are put back to ``pending`` when the receiver starts
 (one receiver per queue file, enforced by :func:`lock_queue`). A new event for a version that
-already has a pending job joins that job instead of queueing a second scan.
+already has a pending job joins that job instead of queueing a second scan. ``expected_aliases``
+holds the alias assignments the gate itself is about to make, so that their webhook events are
+not taken for new triggers.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import os
 import sqlite3
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -26,6 +29,7 @@ from typing import IO, Any
 from provscan.errors import ProvscanError
 
 SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS deliveries (
     delivery_id TEXT PRIMARY KEY,
     received_at REAL NOT NULL,
@@ -47,6 +51,12 @@ CREATE TABLE IF NOT EXISTS jobs (
     scan_run_id TEXT,
     verdict TEXT,
     error TEXT
+);
+CREATE TABLE IF NOT EXISTS expected_aliases (
+    name TEXT NOT NULL,
+    alias TEXT NOT NULL,
+    version TEXT NOT NULL,
+    created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, not_before, id);
 CREATE INDEX IF NOT EXISTS jobs_version ON jobs (name, version, state);
@@ -75,6 +85,8 @@ class Queue:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(SCHEMA)
+        self._db.execute("INSERT OR IGNORE INTO meta VALUES ('id', ?)", (str(uuid.uuid4()),))
+        self.id = str(self._db.execute("SELECT value FROM meta WHERE key = 'id'").fetchone()[0])
         os.chmod(self.path, 0o600)
 
     def close(self) -> None:
@@ -140,6 +152,25 @@ class Queue:
         cur = db.execute("INSERT INTO jobs (name, version, trigger, state, created_at) "
                          "VALUES (?, ?, ?, 'pending', ?)", (name, version, trigger, now))
         return "queued", int(cur.lastrowid or 0)
+
+    def expect_alias(self, name: str, alias: str, version: str) -> None:
+        """The gate is about to set ``alias`` → ``version``: its webhook event is not a new trigger."""
+        self._tx(lambda db: db.execute("INSERT INTO expected_aliases VALUES (?, ?, ?, ?)",
+                                       (name, alias, version, time.time())))
+
+    def consume_expected_alias(self, name: str, alias: str, version: str,
+                               max_age_s: float = 24 * 3600) -> bool:
+        """True (and forgotten) when this alias event is one the gate caused itself."""
+        def tx(db: sqlite3.Connection) -> bool:
+            db.execute("DELETE FROM expected_aliases WHERE created_at < ?", (time.time() - max_age_s,))
+            row = db.execute("SELECT rowid FROM expected_aliases WHERE name = ? AND alias = ? AND version = ? "
+                             "ORDER BY rowid LIMIT 1", (name, alias, version)).fetchone()
+            if row is None:
+                return False
+            db.execute("DELETE FROM expected_aliases WHERE rowid = ?", (row[0],))
+            return True
+
+        return self._tx(tx)
 
     # ------------------------------------------------------------------ workers
     def claim(self, owner: str, now: float | None = None) -> Job | None:

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import sys
 import threading
@@ -44,6 +45,26 @@ class JsonLog:
         with self._lock:
             self.stream.write(line + "\n")
             self.stream.flush()
+
+
+class JsonLogHandler(logging.Handler):
+    """Python logging records (MLflow's warnings) as JSON lines in the same stream."""
+
+    def __init__(self, log: JsonLog) -> None:
+        super().__init__(logging.WARNING)
+        self.log = log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.log("log", level=record.levelname.lower(), logger=record.name, message=record.getMessage())
+
+
+def route_logging(log: JsonLog) -> None:
+    """Send MLflow's (and everyone's) warnings through ``log``; drop their INFO chatter."""
+    handler = JsonLogHandler(log)
+    for name in ("mlflow", ""):
+        logger = logging.getLogger(name)
+        logger.handlers = [handler]
+        logger.setLevel(logging.WARNING)
 
 
 @dataclass(frozen=True)
@@ -143,11 +164,13 @@ class Receiver:
             fresh = self.queue.record_ignored(d.delivery_id, d.event)
             self.log("delivery.ignored", delivery_id=d.delivery_id, mlflow_event=d.event, duplicate=not fresh)
             return 200, {"status": "ignored", "event": d.event}
-        if d.event == "model_version_alias.created" and d.alias == self.settings.gate.alias:
-            # The gate's own alias: setting it must not trigger another scan.
+        if (d.event == "model_version_alias.created" and d.alias == self.settings.gate.alias
+                and self.queue.consume_expected_alias(d.name, d.alias, d.version)):
+            # The gate set this alias itself after a pass: not a new trigger. Anyone else setting
+            # the gate's alias gets that version scanned like any alias event.
             fresh = self.queue.record_ignored(d.delivery_id, d.event)
             self.log("delivery.ignored", delivery_id=d.delivery_id, mlflow_event=d.event,
-                     reason="the gate's own alias", duplicate=not fresh)
+                     reason="set by this gate", duplicate=not fresh)
             return 200, {"status": "ignored", "event": d.event}
         status, job_id = self.queue.accept(d.delivery_id, d.event, d.name, d.version)
         self.log(f"delivery.{status}", delivery_id=d.delivery_id, mlflow_event=d.event, model=d.name,
@@ -181,7 +204,9 @@ class Receiver:
                  trigger=job.trigger)
         try:
             outcome = gate_version(self.settings.gate, job.name, job.version, job.scan_run_id,
-                                   on_run=lambda run_id: self.queue.set_scan_run(job.id, run_id))
+                                   on_run=lambda run_id: self.queue.set_scan_run(job.id, run_id),
+                                   scan_key=f"{self.queue.id}/{job.id}",
+                                   before_alias=self.queue.expect_alias)
         except TransientError as exc:
             delay = min(300.0, 2.0 ** job.attempts)
             state = self.queue.retry_later(job.id, self.owner, str(exc), delay, self.settings.max_attempts)
