@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from provscan.models import mlp, save_classifier, small_cnn
+from provscan.architectures import mlp, small_cnn
+from provscan.classifier_card import save_classifier
 
 pytestmark = pytest.mark.slow
 EVENTS = ["model_version.created", "model_version_alias.created"]
@@ -148,6 +149,17 @@ def test_webhook_gate_end_to_end(mlflow_server, receiver, gate_home, tmp_path):
     # --- SIGTERM: graceful stop
     assert receiver.stop(signal.SIGTERM) == 0
     assert receiver.lines()[-1]["event"] == "receiver.stopped"
+
+    # --- provscan verify models:/NAME@ALIAS from the command line (registry from the environment)
+    env = {**gate_home, "MLFLOW_TRACKING_URI": mlflow_server}
+    out = subprocess.run([sys.executable, "-m", "provscan", "verify", f"models:/{name}@certified", "--sign", "gate",
+                          "--policy", "builtin:fail-closed", "--out", str(tmp_path / "cli"), "--format", "json"],
+                         env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads((tmp_path / "cli" / "report.json").read_text())["verdict"]["status"] == "pass"
+    out = subprocess.run([sys.executable, "-m", "provscan", "verify", f"models:/{name}/{big_v}"],
+                         env={**env, "PROVSCAN_MLFLOW_MAX_BYTES": "100000"}, capture_output=True, text=True)
+    assert out.returncode == 2 and "download cap" in out.stderr, out.stderr[-3000:]
 
     # --- backfill: every version scanned again, verdicts as before
     out = subprocess.run([sys.executable, "-m", "provscan", "mlflow", "scan-all", name, "--sign", "gate",

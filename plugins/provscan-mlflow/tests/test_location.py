@@ -60,3 +60,39 @@ def test_max_bytes(monkeypatch):
     monkeypatch.setenv("PROVSCAN_MLFLOW_MAX_BYTES", "nope")
     with pytest.raises(ProvscanError):
         max_bytes(OpenOptions())
+
+
+class _Repo:
+    """An artifact repository stand-in: ``list_artifacts(prefix)`` from a dict."""
+
+    def __init__(self, tree: dict[str | None, list[tuple[str, bool, int | None]]]) -> None:
+        self.tree = tree
+
+    def list_artifacts(self, prefix):
+        from mlflow.entities import FileInfo
+
+        return [FileInfo(path, is_dir, size) for path, is_dir, size in self.tree.get(prefix, [])]
+
+
+def test_list_files_walks_directories():
+    from provscan_mlflow.location import list_files
+
+    repo = _Repo({None: [("model.safetensors", False, 10), ("tok", True, None)],
+                  "tok": [("tok/vocab.txt", False, 3)]})
+    assert list_files(repo, 100) == [("model.safetensors", 10), ("tok/vocab.txt", 3)]
+
+
+@pytest.mark.parametrize("path", ["../etc/passwd", "/abs", "a/../../b", "a//b", "a\\b", "./x"])
+def test_list_files_refuses_unsafe_paths(path):
+    from provscan_mlflow.location import list_files
+
+    with pytest.raises(ProvscanError, match="unsafe path"):
+        list_files(_Repo({None: [(path, False, 1)]}), 100)
+
+
+def test_list_files_caps_the_count():
+    from provscan_mlflow.location import list_files
+
+    repo = _Repo({None: [(f"f{i}", False, 1) for i in range(20)]})
+    with pytest.raises(ProvscanError, match="more than 5"):
+        list_files(repo, 5)

@@ -18,7 +18,7 @@ import re
 import shutil
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from provscan.errors import ProvscanError
@@ -138,10 +138,10 @@ def _first_line(exc: BaseException) -> str:
 
 def _safe_relpath(path: str) -> str:
     """An artifact path from the server, refused unless it is a plain relative path."""
-    p = PurePosixPath(path)
-    if p.is_absolute() or not p.parts or any(part in ("", ".", "..") for part in p.parts) or "\\" in path:
+    parts = path.split("/")
+    if not path or path.startswith("/") or "\\" in path or any(p in ("", ".", "..") for p in parts):
         raise ProvscanError(f"the registry listed an artifact with an unsafe path: {path!r}")
-    return str(p)
+    return path
 
 
 def list_files(repo: Any, limit_files: int) -> list[tuple[str, int | None]]:
