@@ -86,3 +86,40 @@ def test_receiver_answers(receiver):
 def test_oversized_body_is_refused(receiver):
     status, doc = post(receiver.url + "/", b"x" * (65 * 1024), {"Content-Type": "application/json"})
     assert status == 413
+
+
+@pytest.mark.parametrize("finishes", [True, False])
+def test_graceful_stop_finishes_or_requeues(tmp_path, monkeypatch, finishes):
+    """SIGTERM's path: a scan that ends within the grace period is done, one that does not is
+    put back to pending (not counted as an attempt)."""
+    import threading
+
+    from provscan_mlflow import server
+    from provscan_mlflow.gate import GateOutcome
+
+    release = threading.Event()
+
+    def slow_gate(settings, name, version, *args, **kwargs):
+        release.wait(10)
+        return GateOutcome(name, version, "pass", "ok", "p", None, None, "unchanged")
+
+    monkeypatch.setattr(server, "gate_version", slow_gate)
+    gate = GateSettings(tracking_uri="http://127.0.0.1:9", sign=("unused",))
+    settings = ServeSettings(host="127.0.0.1", port=0, queue=tmp_path / "q.sqlite", secret=SECRET, gate=gate,
+                             workers=1, grace=3.0 if finishes else 0.2, poll_s=0.05)
+    rec = Receiver(settings, JsonLog(io.StringIO()))
+    rec.queue.enqueue("clf", "1", "test")
+    rec.start()
+    deadline = time.monotonic() + 10
+    while rec.busy == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert rec.busy == 1
+    if finishes:
+        threading.Timer(0.3, release.set).start()
+    rec.stop()
+    release.set()
+    from provscan_mlflow.queue import Queue
+
+    jobs = Queue(tmp_path / "q.sqlite").jobs()
+    expected = ("done", 1) if finishes else ("pending", 0)
+    assert [(j["state"], j["attempts"]) for j in jobs] == [expected]

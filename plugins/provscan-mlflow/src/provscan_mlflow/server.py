@@ -132,8 +132,11 @@ class Receiver:
             t.join(max(0.0, deadline - time.monotonic()))
         requeued = self.queue.release(self.owner)
         self.log("receiver.stopped", requeued=requeued, jobs=self.queue.counts())
-        self.queue.close()
-        self._lock_handle.close()
+        if not any(t.is_alive() for t in self.threads):
+            # A scan still running past the grace period keeps its (released) queue handle: its
+            # late finish() finds the job back in pending and changes nothing.
+            self.queue.close()
+            self._lock_handle.close()
 
     def serve_until_signal(self) -> None:
         """Run until SIGTERM or SIGINT, then stop gracefully."""
