@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from provscan.errors import ProvscanError
+from provscan import ProvscanError
 
 SECRET_ENV = "PROVSCAN_MLFLOW_WEBHOOK_SECRET"
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from provscan.errors import ProvscanError
+from provscan import ProvscanError
 from provscan_mlflow.location import URI_KEY, client_for
 
 REASON_MAX = 500
@@ -133,8 +133,7 @@ def _filter_value(text: str) -> str:
 
 def run_scan(settings: GateSettings, name: str, version: str, out: Path) -> dict[str, Any]:
     """Scan ``models:/name/version`` with the gate's policy; what the write-back needs."""
-    from provscan.api import verify
-    from provscan.targets.base import OpenOptions
+    from provscan import OpenOptions, verify
 
     options = OpenOptions(extra={**settings.extra, URI_KEY: settings.tracking_uri})
     try:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from provscan.errors import ProvscanError
+from provscan import ProvscanError
 
 SCHEME = "models:/"
 DEFAULT_MAX_BYTES = 16 * 1024**3  # 16 GiB: larger than any single-node checkpoint we scan
