@@ -162,7 +162,7 @@ def test_webhook_gate_end_to_end(mlflow_server, receiver, gate_home, tmp_path):
     assert out.returncode == 2 and "download cap" in out.stderr, out.stderr[-3000:]
 
     # --- backfill: every version scanned again, verdicts as before
-    out = subprocess.run([sys.executable, "-m", "provscan", "mlflow", "scan-all", name, "--sign", "gate",
+    out = subprocess.run([sys.executable, "-m", "provscan", "mlflow", "scan-all", name, "--sign", "gate", "--json",
                           "--mlflow-uri", mlflow_server], env=gate_home, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-3000:]
     verdicts = {d["version"]: d["verdict"] for d in map(json.loads, out.stdout.splitlines())}

@@ -123,3 +123,10 @@ def test_graceful_stop_finishes_or_requeues(tmp_path, monkeypatch, finishes):
     jobs = Queue(tmp_path / "q.sqlite").jobs()
     expected = ("done", 1) if finishes else ("pending", 0)
     assert [(j["state"], j["attempts"]) for j in jobs] == [expected]
+
+
+def test_text_log_lines():
+    stream = io.StringIO()
+    JsonLog(stream, as_json=False)("job.done", job=3, verdict="pass")
+    line = stream.getvalue()
+    assert line.endswith(" job.done job=3 verdict=pass\n") and line.count("\n") == 1

@@ -88,8 +88,10 @@ def add_commands(cli: click.Group) -> None:
                   help="Seconds to let running scans finish on SIGTERM before requeueing them.")
     @click.option("--max-attempts", default=5, show_default=True, type=click.IntRange(1),
                   help="Tries per job on transient registry errors.")
+    @click.option("--json/--text", "as_json", default=True, show_default=True,
+                  help="Log one JSON object per line on stderr, or plain text lines.")
     def serve_cmd(host: str, port: int, queue_path: Path, secret_file: Path | None, workers: int,
-                  tolerance: int, grace: float, max_attempts: int, **gate: Any) -> None:
+                  tolerance: int, grace: float, max_attempts: int, as_json: bool, **gate: Any) -> None:
         """Receive MLflow webhooks (model_version.created, model_version_alias.created), scan each
         version and write the verdict back to the registry. Runs until SIGTERM."""
         from provscan_mlflow.server import JsonLog, Receiver, ServeSettings, route_logging
@@ -99,17 +101,18 @@ def add_commands(cli: click.Group) -> None:
                                  grace=grace, max_attempts=max_attempts)
         _quiet_mlflow()
         # The CLI built the plugin host before this command ran, so worker threads share it.
-        log = JsonLog()
+        log = JsonLog(as_json=as_json)
         route_logging(log)
         Receiver(settings, log).serve_until_signal()
 
     @mlflow_group.command("scan-all")
     @click.argument("name")
     @gate_options
-    def scan_all_cmd(name: str, **gate: Any) -> None:
+    @click.option("--json", "as_json", is_flag=True, help="One JSON object per version on stdout.")
+    def scan_all_cmd(name: str, as_json: bool, **gate: Any) -> None:
         """Scan every version of registered model NAME and write each verdict back (a backfill).
 
-        Prints one JSON line per version. Exit 0 when every version was scanned and written back
+        Prints one line per version. Exit 0 when every version was scanned and written back
         (whatever its verdict), 2 when any could not be.
         """
         from provscan_mlflow.gate import TransientError, gate_version
@@ -130,7 +133,11 @@ def add_commands(cli: click.Group) -> None:
             except TransientError as exc:
                 doc = {"name": name, "version": version, "verdict": "error", "reason": str(exc)}
             errors += doc["verdict"] == "error"
-            click.echo(json.dumps(doc, sort_keys=True))
+            if as_json:
+                click.echo(json.dumps(doc, sort_keys=True))
+            else:
+                alias = f", alias {doc['alias']}" if doc.get("alias") else ""
+                click.echo(f"{name} v{version}: {doc['verdict']}{alias} - {doc.get('reason', '')}")
         sys.exit(2 if errors else 0)
 
 

@@ -212,7 +212,7 @@ def identity(uri: str, mv: Any, ref: ModelRef) -> dict[str, str]:
 
 def resolve(location: str, options: Any = None) -> Any:
     """Resolve a ``models:/`` URI to a ``ResolvedLocation`` (a private copy + identity)."""
-    from provscan.targets.base import ResolvedLocation
+    from provscan import ResolvedLocation
 
     ref = parse_models_uri(location)
     uri = tracking_uri(options)

@@ -33,15 +33,20 @@ DELIVERY_RETENTION_S = 7 * 24 * 3600
 
 
 class JsonLog:
-    """One JSON object per line, thread-safe."""
+    """One JSON object per line (or, with ``as_json=False``, ``event key=value ...``), thread-safe."""
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None, as_json: bool = True) -> None:
         self.stream = stream or sys.stderr
+        self.as_json = as_json
         self._lock = threading.Lock()
 
     def __call__(self, event: str, **fields: Any) -> None:
-        line = json.dumps({"ts": round(time.time(), 3), "event": event, **fields}, default=str,
-                          sort_keys=False)
+        doc = {"ts": round(time.time(), 3), "event": event, **fields}
+        if self.as_json:
+            line = json.dumps(doc, default=str)
+        else:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(doc.pop("ts")))
+            line = f"{stamp} {doc.pop('event')} " + " ".join(f"{k}={v}" for k, v in doc.items())
         with self._lock:
             self.stream.write(line + "\n")
             self.stream.flush()
