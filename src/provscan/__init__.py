@@ -57,6 +57,8 @@ _NAMES: dict[str, str] = {
     "atomic_write_bytes": "provscan.fsutil",
     "atomic_write_text": "provscan.fsutil",
     "atomic_dir": "provscan.fsutil",
+    "target_options": "provscan.target_options",
+    "options_from_cli": "provscan.target_options",
 }
 
 # public submodule attribute -> module
@@ -75,7 +77,7 @@ __all__ = [
     # targets
     "Target", "FilesTarget", "ClassifierTarget", "LMTarget", "TextClassifierTarget", "OpenOptions",
     "ResolvedLocation",
-    "resolve_device", "resolve_dtype",
+    "resolve_device", "resolve_dtype", "target_options", "options_from_cli",
     # errors
     "ProvscanError", "UnsafeCheckpointError",
     # running and helpers
@@ -98,6 +100,7 @@ if TYPE_CHECKING:
     from provscan.keys import new_key
     from provscan.params import Param, resolve_params
     from provscan.report import svg
+    from provscan.target_options import options_from_cli, target_options
     from provscan.targets.base import (
         ClassifierTarget,
         FilesTarget,

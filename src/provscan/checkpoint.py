@@ -144,6 +144,7 @@ def _load(host: Host, location: str, options: OpenOptions) -> tuple[Target | Non
     if target is None:
         return None, f"no installed opener understands {location}"
     target.host = host
+    target.options = options
     return target, None
 
 

@@ -40,6 +40,14 @@ class Detector:
     def run(self, target: Any, params: dict[str, Any], rng: np.random.Generator) -> Evidence:
         raise NotImplementedError
 
+    @classmethod
+    def input_hints(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """What this detector's data says about the model's inputs, for opening a plain state
+        dict without ``--input-shape`` / ``--num-classes``: ``{"input_shape": (C, H, W),
+        "num_classes": N}`` (either key may be missing). Called with the resolved parameters
+        before the target is opened; the default knows nothing. Keep it cheap."""
+        return {}
+
 
 class Injector:
     """Writes a modified copy of a dataset plus a secret describing what was done.

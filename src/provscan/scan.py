@@ -83,13 +83,35 @@ def check_detectors(host: Host, ids: list[str], params: dict[str, dict[str, Any]
     return {did: resolve_params(did, known[did].params, params.get(did, {})) for did in ids}
 
 
+def with_input_hints(options: OpenOptions, host: Host, params: dict[str, dict[str, Any]]) -> OpenOptions:
+    """Fill ``input_shape`` / ``num_classes`` the user left out from the selected detectors'
+    :meth:`~provscan.detectors.Detector.input_hints` (e.g. the taggants secret's key shape);
+    what the user gave always wins, and detectors that disagree leave the value unset."""
+    import dataclasses
+
+    detectors = host.detectors()
+    found: dict[str, set[Any]] = {"input_shape": set(), "num_classes": set()}
+    for did, resolved in params.items():
+        try:
+            hints = detectors[did].input_hints(resolved)
+        except ProvscanError:
+            continue  # the detector reports the same problem itself when it runs
+        for key in found:
+            if hints.get(key) is not None:
+                found[key].add(tuple(hints[key]) if key == "input_shape" else int(hints[key]))
+    fill = {key: next(iter(values)) for key, values in found.items()
+            if getattr(options, key) is None and len(values) == 1}
+    return dataclasses.replace(options, **fill) if fill else options
+
+
 def run_scan(host: Host, scan: Scan) -> ScanResult:
     """Run every selected detector against the target, isolating plugin failures."""
     from provscan.checkpoint import open_checkpoint
 
     asked = list(dict.fromkeys([*scan.detector_ids, *scan.policy.required_detectors()]))
     resolved_params = check_detectors(host, list(dict.fromkeys([FILE_SAFETY, *asked])), scan.params)
-    with open_checkpoint(host, scan.location, scan.options) as opened:
+    options = with_input_hints(scan.options, host, resolved_params)
+    with open_checkpoint(host, scan.location, options) as opened:
         scan.manifest, scan.safety, scan.target = opened.manifest, opened.safety, opened.target
         load_error = opened.load_error
         # File safety is about loading local files; an endpoint target has none, so it runs there

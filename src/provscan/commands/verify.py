@@ -10,23 +10,10 @@ import click
 
 from provscan.cli import cli
 from provscan.errors import ProvscanError
+from provscan.target_options import options_from_cli, target_options
 
-
-def add_target_options(f: Any) -> Any:
-    for opt in reversed([
-        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
-        click.option("--dtype", default="auto", show_default=True, help="auto, float32, bfloat16, float16."),
-        click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1)),
-        click.option("--model-factory", default=None, help="module:callable building the architecture for a plain state dict."),
-    ]):
-        f = opt(f)
-    return f
-
-
-def open_options(device: str, dtype: str, batch_size: int, model_factory: str | None) -> Any:
-    from provscan.targets import OpenOptions
-
-    return OpenOptions(device=device, dtype=dtype, batch_size=batch_size, model_factory=model_factory)
+add_target_options = target_options  # the shared options, also used by verify-many
+open_options = options_from_cli
 
 
 @cli.command("verify")

@@ -187,8 +187,11 @@ def open_state_dict_file(path: Path, options: OpenOptions, host: Host) -> Classi
     """A single weights file (torch or safetensors) plus the architecture named by the user.
 
     The factory is called with no arguments (or ``options.extra["factory_config"]``) and returns an
-    ``nn.Module``; ``num_classes`` / ``input_shape`` come from ``options.extra``, else from
-    attributes of that name on the module, else ``num_classes`` from its last ``nn.Linear``.
+    ``nn.Module``; ``num_classes`` / ``input_shape`` come from the options (``--num-classes``,
+    ``--input-shape``, or inferred by the scan from a detector's data), else from attributes of that
+    name on the module, else ``num_classes`` from its last ``nn.Linear``. ``--input-mean`` /
+    ``--input-std`` fold the model's input normalisation in front of it (detectors always feed
+    images in [0, 1]).
     """
     import torch
 
@@ -212,18 +215,45 @@ def open_state_dict_file(path: Path, options: OpenOptions, host: Host) -> Classi
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     _load_into(module, state, path, options.model_factory)
-    num_classes = options.extra.get("num_classes") or getattr(module, "num_classes", None)
+    num_classes = (options.num_classes or options.extra.get("num_classes")
+                   or getattr(module, "num_classes", None))
     if num_classes is None:
         linears = [m for m in module.modules() if isinstance(m, torch.nn.Linear)]
         num_classes = linears[-1].out_features if linears else None
-    shape = options.extra.get("input_shape") or getattr(module, "input_shape", None)
+    shape = options.input_shape or options.extra.get("input_shape") or getattr(module, "input_shape", None)
     if num_classes is None or shape is None:
         raise ProvscanError(f"{path.name}: cannot tell the model's classes and input shape "
-                            "(give the module num_classes and input_shape attributes)")
+                            "(give --num-classes and --input-shape C,H,W, or module attributes "
+                            "num_classes and input_shape)")
+    shape = tuple(int(s) for s in shape)
     fmt = "safetensors" if path.suffix == ".safetensors" else "torch"
-    return ClassifierTarget(module, int(num_classes), tuple(int(s) for s in shape),
-                            info={"parameters": sum(p.numel() for p in module.parameters()),
-                                  "factory": options.model_factory}, **_common(path, fmt, options))
+    info = {"parameters": sum(p.numel() for p in module.parameters()), "factory": options.model_factory}
+    if options.input_mean is not None or options.input_std is not None:
+        info["normalisation"] = {"mean": list(options.input_mean or (0.0,)),
+                                 "std": list(options.input_std or (1.0,))}
+    return ClassifierTarget(module, int(num_classes), shape, info=info,
+                            preprocess=normaliser(options.input_mean, options.input_std, shape[0]),
+                            **_common(path, fmt, options))
+
+
+def normaliser(mean: tuple[float, ...] | None, std: tuple[float, ...] | None, channels: int) -> Any:
+    """``(x - mean) / std`` per channel on inputs in [0, 1], or None when neither is given."""
+    if mean is None and std is None:
+        return None
+    import torch
+
+    def per_channel(values: tuple[float, ...] | None, default: float, name: str) -> torch.Tensor:
+        vals = list(values or (default,))
+        if len(vals) not in (1, channels):
+            raise ProvscanError(f"--input-{name}: {len(vals)} values for {channels} channels")
+        return torch.tensor(vals * (channels if len(vals) == 1 else 1)).view(1, -1, 1, 1)
+
+    mean_t, std_t = per_channel(mean, 0.0, "mean"), per_channel(std, 1.0, "std")
+
+    def preprocess(x: torch.Tensor) -> torch.Tensor:
+        return (x - mean_t.to(x.device, x.dtype)) / std_t.to(x.device, x.dtype)
+
+    return preprocess
 
 
 # --- Hugging Face directories ------------------------------------------------------------------

@@ -28,6 +28,11 @@ class OpenOptions:
     model_factory: str | None = None
     kind: str | None = None  # force a target kind when a directory could be several
     extra: dict[str, Any] = field(default_factory=dict)
+    # For a plain state dict with the user's own architecture (``--input-shape`` and friends):
+    input_shape: tuple[int, ...] | None = None  # (C, H, W) the model takes
+    num_classes: int | None = None
+    input_mean: tuple[float, ...] | None = None  # per channel (or one value), on inputs in [0, 1]
+    input_std: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,7 @@ class Target:
 
     kind: str = "files"
     host: Any = None
+    options: Any = None  # the OpenOptions it was opened with (set by open_checkpoint)
 
     def __init__(
         self,

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from provscan import ProvscanError
+from provscan import ProvscanError, options_from_cli, target_options
 
 
 def command_host() -> Any:
@@ -55,12 +55,18 @@ def train_references_cmd(clean_data: Path, out: Path, count: int, factory: str, 
 @click.option("--param", "-p", "params", multiple=True, help="KEY=VALUE for the detector.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Scores file (JSON).")
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--device", default="auto", show_default=True)
+@target_options
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON.")
 def score_references_cmd(references: Path, detector_id: str, params: tuple[str, ...], out: Path,
-                         seed: int, device: str, as_json: bool) -> None:
+                         seed: int, as_json: bool, **open_values: Any) -> None:
     """Score each model in REFERENCES once and write the scores (pass the file as the detector's
-    ``references`` parameter; its statistic parameters must match the scan's)."""
+    ``references`` parameter; its statistic parameters must match the scan's).
+
+    REFERENCES is a directory of checkpoints (provscan classifier or Hugging Face directories,
+    or weight files such as ``.pt`` / ``.safetensors``) or a text file listing them, one per line.
+    Plain state dicts of your own architecture need ``--model-factory module:callable`` and the
+    input options (``--input-shape``, ``--num-classes``, ``--input-mean``/``--input-std``): use
+    the same ones for the scan."""
     from provscan_backdoor.training import score_references
 
     given: dict[str, Any] = {}
@@ -69,7 +75,9 @@ def score_references_cmd(references: Path, detector_id: str, params: tuple[str, 
         if not sep:
             raise ProvscanError(f"malformed --param {item!r}: expected KEY=VALUE")
         given[key] = value
-    doc = score_references(command_host(), references, detector_id, given, out, seed, device)
+    options = options_from_cli(**open_values)
+    doc = score_references(command_host(), references, detector_id, given, out, seed,
+                           options.device, options)
     if as_json:
         click.echo(json.dumps({"out": str(out), "scores": doc["scores"]}))
     else:

@@ -230,6 +230,16 @@ class TriggerInversion(_BackdoorDetector):
         Param("success", float, 0.99, "Attack success a reversed trigger must reach.", gt=0, le=1),
     )
 
+    @classmethod
+    def input_hints(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """The clean images have the model's input shape (their labels need not cover every
+        class, so the class count is not inferred from them)."""
+        if not params.get("clean_data"):
+            return {}
+        from provscan.datasets import load_dataset
+
+        return {"input_shape": load_dataset(Path(params["clean_data"])).input_shape}
+
     def run(self, target: Any, params: dict[str, Any], rng: np.random.Generator) -> Evidence:
         if not params["clean_data"]:
             return self._inconclusive(target, params, "trigger inversion needs clean images "

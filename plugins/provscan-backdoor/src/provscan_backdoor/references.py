@@ -27,21 +27,47 @@ def statistic_key(detector_id: str, version: str, params: dict[str, Any], stat_p
             "params": {k: params[k] for k in stat_params}}
 
 
+WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
+MAX_REFERENCES = 10_000
+
+
 def reference_dirs(root: Path) -> list[Path]:
-    """Checkpoint directories under ``root`` (``root`` itself excluded), sorted by name."""
-    dirs = sorted(p for p in root.iterdir()
-                  if p.is_dir() and ((p / "provscan_model.json").exists() or (p / "config.json").exists()))
-    if not dirs:
-        raise ProvscanError(f"references {root}: no model directories found inside")
-    return dirs
+    """The reference checkpoints ``root`` names, sorted by name: checkpoint directories and
+    weight files (``.safetensors``, ``.pt``, ...) directly inside a directory, or the paths listed
+    one per line in a text file (relative to the file; ``#`` starts a comment)."""
+    if root.is_file():
+        try:
+            lines = root.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ProvscanError(f"references {root}: not a readable list of checkpoints ({exc})") from None
+        paths = [root.parent / line.strip() for line in lines[:MAX_REFERENCES + 1]
+                 if line.strip() and not line.lstrip().startswith("#")]
+        missing = [str(p) for p in paths if not p.exists()]
+        if missing:
+            raise ProvscanError(f"references {root}: no such checkpoint {missing[0]}")
+    else:
+        paths = sorted(p for p in root.iterdir()
+                       if (p.is_dir() and ((p / "provscan_model.json").exists() or (p / "config.json").exists()))
+                       or (p.is_file() and p.suffix.lower() in WEIGHT_SUFFIXES))
+    if not paths:
+        raise ProvscanError(f"references {root}: no model checkpoints found")
+    if len(paths) > MAX_REFERENCES:
+        raise ProvscanError(f"references {root}: more than {MAX_REFERENCES} checkpoints")
+    return paths
 
 
 def open_reference(host: Any, path: Path, like: ClassifierTarget) -> ClassifierTarget:
-    """Open a reference model through ``host`` (digest, file-safety scan and load, one path)."""
+    """Open a reference model through ``host`` (digest, file-safety scan and load, one path), with
+    the options the model under test was opened with (architecture factory, input shape and
+    normalisation), so a user's own architecture works for references too."""
+    import dataclasses
+
     from provscan import open_checkpoint
 
     dtype = str(like.dtype).replace("torch.", "")
-    opts = OpenOptions(device=str(like.device), dtype=dtype, batch_size=like.batch_size)
+    base = like.options if isinstance(like.options, OpenOptions) else OpenOptions()
+    opts = dataclasses.replace(base, device=str(like.device), dtype=dtype, batch_size=like.batch_size,
+                               input_shape=like.input_shape, num_classes=like.num_classes)
     if host is None:
         raise ProvscanError(f"reference {path}: no plugin host to open it with (open the model "
                             "under test with provscan.open_checkpoint)")
@@ -61,9 +87,9 @@ def load_reference_scores(location: str, key: dict[str, Any], like: ClassifierTa
                           score: Callable[[ClassifierTarget], float]) -> tuple[list[float], str]:
     """Reference scores from a scores file (checked against ``key``) or a directory of models."""
     path = Path(location)
-    if path.is_dir():
+    if path.is_dir() or path.suffix == ".txt":
         dirs = reference_dirs(path)
-        return [score(open_reference(like.host, d, like)) for d in dirs], f"{len(dirs)} models in {path}"
+        return [score(open_reference(like.host, d, like)) for d in dirs], f"{len(dirs)} models in {path.name}"
     if not path.is_file():
         raise ProvscanError(f"references {path}: no such file or directory")
     try:

@@ -35,8 +35,11 @@ def train_references(host: Any, clean_data: Path, out: Path, count: int, factory
 
 
 def score_references(host: Any, references: Path, detector_id: str, given: dict[str, Any], out: Path,
-                     seed: int = 0, device: str = "auto") -> dict[str, Any]:
-    """Compute the detector's score on every reference model and write a scores file."""
+                     seed: int = 0, device: str = "auto", options: Any = None) -> dict[str, Any]:
+    """Compute the detector's score on every reference model and write a scores file.
+
+    ``options`` (an :class:`provscan.OpenOptions`) opens the references: ``model_factory`` and the
+    input options for plain state dicts of the user's own architecture."""
     from provscan import detector_rng, open_checkpoint, resolve_params
     from provscan_backdoor.detectors import DETECTORS, parse_classes
     from provscan_backdoor.references import (
@@ -54,9 +57,14 @@ def score_references(host: Any, references: Path, detector_id: str, given: dict[
         raise ProvscanError(f"{detector_id!r} is not a provscan-backdoor detector (known: {', '.join(known)})")
     params = resolve_params(detector_id, cls.params, given)
     dirs = reference_dirs(Path(references))
+    import dataclasses
+
     from provscan import OpenOptions
 
-    first = open_checkpoint(host, dirs[0], OpenOptions(device=device)).require_target()
+    opts = dataclasses.replace(options, device=device) if options is not None else OpenOptions(device=device)
+    if opts.input_shape is None:
+        opts = dataclasses.replace(opts, input_shape=cls.input_hints(params).get("input_shape"))
+    first = open_checkpoint(host, dirs[0], opts).require_target()
     classes = parse_classes(params["classes"], first.num_classes)
     det = cls()
     run_seed = int(detector_rng(seed, detector_id).integers(2**31 - 1))

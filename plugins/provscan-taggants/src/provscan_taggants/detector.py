@@ -48,6 +48,14 @@ class TaggantsDetector(Detector):
         Param("alpha", float, 0.001, "significance level of the claims", gt=0, lt=1),
     )
 
+    @classmethod
+    def input_hints(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """The secret keys have the protected images' shape and class count."""
+        if not params.get("secret"):
+            return {}
+        secret = read_secret(params["secret"])
+        return {"input_shape": secret.input_shape, "num_classes": secret.num_classes}
+
     def run(self, target: Any, params: dict[str, Any], rng: np.random.Generator) -> Evidence:
         if not params.get("secret"):
             raise ProvscanError("taggants needs --param taggants.secret=SECRET")
