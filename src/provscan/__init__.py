@@ -57,8 +57,8 @@ _NAMES: dict[str, str] = {
     "atomic_write_bytes": "provscan.fsutil",
     "atomic_write_text": "provscan.fsutil",
     "atomic_dir": "provscan.fsutil",
-    "target_options": "provscan.target_options",
-    "options_from_cli": "provscan.target_options",
+    "target_options": "provscan.cli_options",
+    "options_from_cli": "provscan.cli_options",
 }
 
 # public submodule attribute -> module
@@ -92,6 +92,7 @@ if TYPE_CHECKING:
     from provscan.api import verify
     from provscan.checkpoint import open_checkpoint
     from provscan.classifier_card import save_classifier
+    from provscan.cli_options import options_from_cli, target_options
     from provscan.detectors import Detector, Injector, detector_rng
     from provscan.digest import compute_manifest
     from provscan.errors import ProvscanError, UnsafeCheckpointError
@@ -100,7 +101,6 @@ if TYPE_CHECKING:
     from provscan.keys import new_key
     from provscan.params import Param, resolve_params
     from provscan.report import svg
-    from provscan.target_options import options_from_cli, target_options
     from provscan.targets.base import (
         ClassifierTarget,
         FilesTarget,

@@ -9,8 +9,8 @@ from typing import Any
 import click
 
 from provscan.cli import cli
+from provscan.cli_options import options_from_cli, target_options
 from provscan.errors import ProvscanError
-from provscan.target_options import options_from_cli, target_options
 
 add_target_options = target_options  # the shared options, also used by verify-many
 open_options = options_from_cli
