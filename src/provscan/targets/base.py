@@ -191,7 +191,10 @@ class LMTarget(Target):
     """A causal or sequence-to-sequence language model.
 
     ``generate`` returns, for each prompt, ``n`` completions (the generated text only, without the
-    prompt). Sampling is seeded: the same seed gives the same outputs on the same device.
+    prompt). Sampling is seeded: the same seed gives the same outputs on the same device. A prompt
+    longer than the model's context leaves room for the answer by keeping its last tokens
+    (``truncated_prompts`` counts them, for detectors to report); ``max_new_tokens`` that cannot
+    fit the context is refused with one line.
     """
 
     kind = "causal-lm"
@@ -202,6 +205,7 @@ class LMTarget(Target):
         self.model = model
         self.tokenizer = tokenizer
         self.module = model
+        self.truncated_prompts = 0  # prompts cut to fit the context (see generate)
         if model is not None:
             model.to(device=self.device, dtype=self.dtype).eval()
         if tokenizer is not None and getattr(tokenizer, "pad_token", None) is None:
@@ -224,13 +228,13 @@ class LMTarget(Target):
         if self.device.type == "cuda":
             torch.cuda.manual_seed_all(seed)
         results: list[list[str]] = [[] for _ in prompts]
+        prompt_limit = self.prompt_limit(max_new_tokens)
         expanded = [(i, p) for i, p in enumerate(prompts) for _ in range(n)]
         sample = temperature > 0
         for start in progress(range(0, len(expanded), self.batch_size), desc="generate",
                               total=(len(expanded) + self.batch_size - 1) // self.batch_size):
             chunk = expanded[start : start + self.batch_size]
-            enc = self.tokenizer([p for _, p in chunk], return_tensors="pt", padding=True,
-                                 truncation=True).to(self.device)
+            enc = self._encode_prompts([p for _, p in chunk], prompt_limit)
             kwargs: dict[str, Any] = dict(max_new_tokens=max_new_tokens, do_sample=sample,
                                           pad_token_id=self.tokenizer.pad_token_id)
             if sample:
@@ -242,6 +246,46 @@ class LMTarget(Target):
             for (i, _), t in zip(chunk, texts):
                 results[i].append(t.strip())
         return results
+
+    def context_length(self) -> int | None:
+        """Positions the model can attend to (its config's ``max_position_embeddings`` /
+        ``n_positions`` / ``n_ctx``), or None when the config does not say."""
+        cfg = getattr(self.model, "config", None)
+        for attr in ("max_position_embeddings", "n_positions", "n_ctx"):
+            value = getattr(cfg, attr, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return None
+
+    def prompt_limit(self, max_new_tokens: int) -> int | None:
+        """Most prompt tokens that leave room for ``max_new_tokens`` in the context; a request
+        that cannot fit at all is refused with one line."""
+        from provscan.errors import ProvscanError
+
+        context = self.context_length()
+        if context is None:
+            return None
+        room = context if self.kind == "seq2seq" else context - max_new_tokens
+        if max_new_tokens >= context or room < 1:
+            raise ProvscanError(f"max_new_tokens {max_new_tokens} does not fit the model's context "
+                                f"of {context} tokens")
+        return room
+
+    def _encode_prompts(self, prompts: list[str], limit: int | None) -> Any:
+        """Tokenise a batch; prompts longer than ``limit`` tokens keep their last ``limit``
+        tokens (the text right before the answer) and are counted in ``truncated_prompts``."""
+        tok = self.tokenizer
+        if limit is None:
+            return tok(prompts, return_tensors="pt", padding=True, truncation=True).to(self.device)
+        lengths = [len(ids) for ids in tok(prompts)["input_ids"]]
+        self.truncated_prompts += sum(n > limit for n in lengths)
+        side = getattr(tok, "truncation_side", "right")
+        tok.truncation_side = "left"
+        try:
+            return tok(prompts, return_tensors="pt", padding=True, truncation=True,
+                       max_length=limit).to(self.device)
+        finally:
+            tok.truncation_side = side
 
     @torch.no_grad()
     def loglik(self, texts: list[str], contexts: list[str] | None = None) -> np.ndarray:
