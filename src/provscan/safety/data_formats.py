@@ -159,5 +159,20 @@ def is_onnx(head: bytes) -> bool:
 
 DataCheck = Callable[[IO[bytes], int, Budgets], DataVerdict]
 
+SIGSTORE_BUNDLE = "application/vnd.dev.sigstore.bundle"
+
+
+def is_sigstore_bundle(f: IO[bytes], size: int, limits: Budgets) -> DataVerdict:
+    """A Sigstore bundle (model-signing's ``model.sig``): JSON whose ``mediaType`` says so."""
+    check = load_json(f, size, limits)
+    if not check.ok:
+        return check
+    media = check.value.get("mediaType") if isinstance(check.value, dict) else None
+    if not isinstance(media, str) or not media.startswith(SIGSTORE_BUNDLE):
+        return DataVerdict(False, "JSON, but not a Sigstore bundle (no bundle mediaType)")
+    return DataVerdict(True, value=check.value)
+
+
 #: benign formats, tried in this order for files whose name claims none of them
-DATA_FORMATS: dict[str, DataCheck] = {"json": load_json, "sentencepiece": is_sentencepiece, "text": is_text}
+DATA_FORMATS: dict[str, DataCheck] = {"json": load_json, "sentencepiece": is_sentencepiece, "text": is_text,
+                                      "sigstore-bundle": is_sigstore_bundle}

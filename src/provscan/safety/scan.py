@@ -102,6 +102,7 @@ CLAIMS: dict[str, tuple[str, ...]] = {
     ".yaml": ("text",), ".yml": ("text",), ".gitattributes": ("text",), ".gitignore": ("text",),
     # SentencePiece models are protobuf; tiktoken-style ".model" files (Llama 3) are text
     ".model": ("sentencepiece", "text"), ".spm": ("sentencepiece",),
+    ".sig": ("sigstore-bundle",),  # model-signing's model.sig: signature data, never loaded
     "LICENSE": ("text",), "README": ("text",), "NOTICE": ("text",), "COPYING": ("text",),
 }
 #: names that claim a binary format; the content decides, but a mismatch is reported
