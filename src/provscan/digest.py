@@ -226,3 +226,32 @@ def compute_manifest(path: Path, workers: int | None = None,
             bar.close()
     files = tuple(results[i] for i in range(len(entries)))
     return Manifest(name=path.resolve().name, files=files, root_sha256=root_digest(files))
+
+
+# model-signing (OpenSSF; sigstore/model-transparency) names a directory by another root digest.
+MODEL_SIGNING_GIT_PATHS = (".git", ".gitattributes", ".github", ".gitignore")
+MODEL_SIGNING_SIGNATURE = "model.sig"
+
+
+def model_signing_root(manifest: Manifest, single_file: bool,
+                       ignore: tuple[str, ...] = (MODEL_SIGNING_SIGNATURE,)
+                       ) -> tuple[str, list[FileDigest]]:
+    """model-signing's root digest of the same files, from the manifest's per-file SHA-256.
+
+    The rule of model-signing's default serialization (``files``, SHA-256): leave out the
+    top-level git paths (``.git``, ``.gitattributes``, ``.github``, ``.gitignore``, with everything
+    below them) and the top-level paths in ``ignore`` (by default ``model.sig``, the signature
+    ``model_signing sign`` writes and leaves out); order the files by path *components* (``x/y``
+    before ``x.y/z``, unlike a string sort); hash the concatenated raw 32-byte file digests with
+    SHA-256. A single-file checkpoint is that one file. Returns the root (hex) and the files in
+    model-signing's order.
+    """
+    files = list(manifest.files)
+    if not single_file:
+        skip = set(MODEL_SIGNING_GIT_PATHS) | set(ignore)
+        files = sorted((f for f in files if f.path.split("/", 1)[0] not in skip and f.path not in ignore),
+                       key=lambda f: f.path.split("/"))
+    h = hashlib.sha256()
+    for f in files:
+        h.update(bytes.fromhex(f.sha256))
+    return h.hexdigest(), files

@@ -49,15 +49,30 @@ def plugins_cmd(as_json: bool, show_all: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable manifest.")
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=None,
               help="Files hashed in parallel (default: available CPUs, at most 8).")
-def digest_cmd(path: Path, as_json: bool, jobs: int | None) -> None:
+@click.option("--format", "fmt", type=click.Choice(["provscan", "model-signing"]), default="provscan",
+              show_default=True,
+              help="Root digest rule: provscan's (the certificate subject) or model-signing's "
+                   "(its signature's subject; git paths and model.sig left out, see docs/signing.md).")
+def digest_cmd(path: Path, as_json: bool, jobs: int | None, fmt: str) -> None:
     """Per-file SHA-256 and size, and the root digest of PATH (a file or a directory).
 
     Text output: one line per file (sha256, size, relative path) in the order of the manifest,
     then the root digest. The per-file digests are those that ``sha256sum`` prints.
     """
-    from provscan.digest import compute_manifest
+    from provscan.digest import compute_manifest, model_signing_root
 
     m = compute_manifest(path, workers=jobs)
+    if fmt == "model-signing":
+        root, files = model_signing_root(m, single_file=path.is_file())
+        if as_json:
+            echo_json({"format": "model-signing", "name": m.name, "root_sha256": root,
+                       "files": [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in files],
+                       "ignored": sorted({f.path for f in m.files} - {f.path for f in files})})
+            return
+        for f in files:
+            click.echo(f"{f.sha256}  {f.size:>12}  {f.path}")
+        click.echo(f"model-signing root sha256:{root}  ({m.name})")
+        return
     if as_json:
         echo_json(m.to_dict())
         return
