@@ -119,6 +119,23 @@ def _reports(tmp_path: Path, model: Path, provscan_host) -> dict[str, Path]:
         "single": api.verify(single, formats=(), host=provscan_host),
         "families": _with_evidence(clean, _family_evidence()),
     }
+    try:
+        from model_signing import hashing, signing
+    except ImportError:  # the other families are still covered
+        pass
+    else:  # a real model-signing verification that fails: one byte changed after signing
+        from provscan.keys import new_key
+
+        tampered = Path("models/tampered")
+        shutil.copytree(model, tampered)
+        key = new_key("ms", directory=tmp_path / "keys", type="ecdsa-p256")
+        signing.Config().use_elliptic_key_signer(private_key=key.private).set_hashing_config(
+            hashing.Config().set_ignored_paths(paths=["model.sig"])).sign(tampered, tampered / "model.sig")
+        card = tampered / "provscan_model.json"
+        card.write_text(card.read_text() + " ")
+        runs["tampered"] = api.verify(tampered, detectors=["model-signing"], formats=(), host=provscan_host,
+                                      params={"model-signing": {"public_key": str(key.public)}})
+        assert runs["tampered"].exit_code == 1
     out = {}
     for name, res in runs.items():
         out[name] = tmp_path / f"{name}.sarif"
@@ -166,6 +183,10 @@ def test_file_level_locations_rules_and_categories(tmp_path, model, provscan_hos
     # categories differ per target, stay the same per target
     assert fam["automationDetails"]["id"] == logs["clean"]["runs"][0]["automationDetails"]["id"] == \
         "provscan/models/clean/"
+    if "tampered" in logs:
+        [signed] = logs["tampered"]["runs"][0]["results"]
+        assert (signed["ruleId"], signed["level"]) == ("model-signing", "error")
+        assert "provscan_model.json" in signed["message"]["text"]
     ids = {r["id"]: r for r in fam["tool"]["driver"]["rules"]}
     assert ids["file-safety"]["properties"]["security-severity"] == "9.8"
     assert ids["taggants"]["properties"]["tags"] == ["provenance", "data-licensing"]

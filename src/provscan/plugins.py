@@ -36,6 +36,7 @@ ENTRY_POINT_GROUP = "provscan"
 
 DEFAULT_PLUGINS = (
     "provscan.default_plugins.file_safety",
+    "provscan.default_plugins.signing",
     "provscan.default_plugins.loaders",
     "provscan.default_plugins.reporters",
     "provscan.default_plugins.model_factories",

@@ -118,16 +118,19 @@ def run_scan(host: Host, scan: Scan) -> ScanResult:
         # only when asked for (and then reports inconclusive: nothing could be scanned).
         ids = list(dict.fromkeys([FILE_SAFETY, *asked])) if opened.is_local else asked
         evidence: list[Evidence] = []
-        files_target = FilesTarget(scan.location, "files", scan.manifest, scan.safety)
+        # file-level detectors (file safety, signatures) read the local files, loaded model or not
+        local = str(opened.path) if opened.path is not None else scan.location
+        files_target = FilesTarget(local, "files", scan.manifest, scan.safety)
         files_target.host = host
         host.hook.scan_started(scan=scan)
         detectors = host.detectors()
         for did in progress(ids, desc="detectors", total=len(ids)):
             cls = detectors[did]
-            if did == FILE_SAFETY and opened.changed is not None:
+            on_files = did == FILE_SAFETY or cls.applies_to == ("files",)
+            if on_files and opened.changed is not None:
                 evidence.append(inconclusive(cls, "files", resolved_params[did], load_error or ""))
                 continue
-            target = files_target if did == FILE_SAFETY else scan.target
+            target = files_target if on_files else scan.target
             evidence.append(_run_one(cls, target, resolved_params[did], scan.seed, load_error))
     plugins = plugin_versions(host)
     result = ScanResult(scan, evidence, evaluate(scan.policy, evidence, plugins),
