@@ -47,8 +47,11 @@ def gate_settings(mlflow_uri: str | None, sign: tuple[str, ...], policy: str, de
         raise ProvscanError(f"invalid alias {alias!r}")
     if not policy.startswith("builtin:") and not Path(policy).is_file():
         raise ProvscanError(f"policy file {policy} does not exist")
+    ctx = click.get_current_context(silent=True)
+    root = ctx.find_root().obj if ctx is not None else None
+    host = root.get("host") if isinstance(root, dict) else None  # set by provscan for plugin commands
     return GateSettings(tracking_uri=uri, sign=tuple(sign), policy=policy, detectors=tuple(detectors),
-                        params=tuple(params), seed=seed, alias=alias, experiment=experiment)
+                        params=tuple(params), seed=seed, alias=alias, experiment=experiment, host=host)
 
 
 def _secret(secret_file: Path | None) -> str:

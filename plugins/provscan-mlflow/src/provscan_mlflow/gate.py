@@ -59,6 +59,7 @@ class GateSettings:
     experiment: str = DEFAULT_EXPERIMENT
     formats: tuple[str, ...] = ("json", "sarif", "text")
     extra: dict[str, Any] = field(default_factory=dict)
+    host: Any = field(default=None, compare=False, repr=False)  # the plugin host running the scans
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,7 @@ def run_scan(settings: GateSettings, name: str, version: str, out: Path) -> dict
     try:
         res = verify(f"models:/{name}/{version}", detectors=settings.detectors, params=settings.params,
                      seed=settings.seed, policy=settings.policy, sign=list(settings.sign), out=out,
-                     formats=settings.formats, options=options)
+                     formats=settings.formats, options=options, host=settings.host)
     except ProvscanError as exc:
         return {"verdict": "error", "reason": _one_line(str(exc)), "policy": settings.policy or "default",
                 "certificate": None}
