@@ -6,12 +6,18 @@
 
 from __future__ import annotations
 
-from torch import nn
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from torch import nn
+
 
 
 def small_cnn(in_channels: int = 1, num_classes: int = 10, width: int = 16, image_size: int = 8,
               hidden: int = 64) -> nn.Module:
     """Two 3x3 conv layers (width, 2*width), 2x2 max-pool, one hidden dense layer."""
+    from torch import nn
+
     flat = 2 * width * (image_size // 2) ** 2
     return nn.Sequential(
         nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU(),
@@ -24,6 +30,8 @@ def small_cnn(in_channels: int = 1, num_classes: int = 10, width: int = 16, imag
 
 def wide_cnn(in_channels: int = 1, num_classes: int = 10, width: int = 32, image_size: int = 8) -> nn.Module:
     """Three conv layers with batch norm and global average pooling (a different family)."""
+    from torch import nn
+
     return nn.Sequential(
         nn.Conv2d(in_channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
         nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(),
@@ -34,6 +42,8 @@ def wide_cnn(in_channels: int = 1, num_classes: int = 10, width: int = 32, image
 
 def mlp(in_channels: int = 1, num_classes: int = 10, image_size: int = 8, hidden: int = 128) -> nn.Module:
     """A two-hidden-layer perceptron over the flattened image."""
+    from torch import nn
+
     d = in_channels * image_size * image_size
     return nn.Sequential(nn.Flatten(), nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, hidden),
                          nn.ReLU(), nn.Linear(hidden, num_classes))

@@ -13,11 +13,13 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from provscan.errors import ProvscanError
 from provscan.fsutil import atomic_dir, atomic_write_bytes
+
+if TYPE_CHECKING:
+    import numpy as np
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 
@@ -66,6 +68,8 @@ def load_dataset(path: Path) -> ImageDataset:
 
 def save_dataset(ds: ImageDataset, out: Path, overwrite: bool = False) -> None:
     """Write ``ds`` in its storage format, atomically (temp + rename)."""
+    import numpy as np
+
     out = Path(out)
     if ds.storage == "folder":
         _save_folder(ds, out, overwrite)
@@ -88,6 +92,8 @@ def save_dataset(ds: ImageDataset, out: Path, overwrite: bool = False) -> None:
 
 def quantize_like(ds: ImageDataset, x: np.ndarray) -> np.ndarray:
     """What ``x`` becomes after a save/load round trip in ``ds``'s storage format."""
+    import numpy as np
+
     x = np.clip(x, 0.0, 1.0).astype(np.float32)
     if ds.storage in ("npz-uint8", "folder"):
         x = np.rint(x * 255.0).astype(np.float32) / 255.0
@@ -96,6 +102,7 @@ def quantize_like(ds: ImageDataset, x: np.ndarray) -> np.ndarray:
 
 def digits_dataset() -> ImageDataset:
     """scikit-learn's bundled 8x8 digits (1797 images, 10 classes), scaled to [0, 1]."""
+    import numpy as np
     from sklearn.datasets import load_digits
 
     d = load_digits()
@@ -105,6 +112,8 @@ def digits_dataset() -> ImageDataset:
 
 def split(ds: ImageDataset, test_fraction: float, seed: int) -> tuple[ImageDataset, ImageDataset]:
     """A stratified-enough random split (fixed seed)."""
+    import numpy as np
+
     rng = np.random.default_rng(seed)
     perm = rng.permutation(len(ds.y))
     n_test = int(round(len(perm) * test_fraction))
@@ -113,6 +122,8 @@ def split(ds: ImageDataset, test_fraction: float, seed: int) -> tuple[ImageDatas
 
 
 def _load_npz(path: Path) -> ImageDataset:
+    import numpy as np
+
     try:
         with np.load(path, allow_pickle=False) as z:
             if "x" not in z or "y" not in z:
@@ -142,6 +153,7 @@ def _load_npz(path: Path) -> ImageDataset:
 
 
 def _load_folder(path: Path) -> ImageDataset:
+    import numpy as np
     from PIL import Image
 
     classes = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -173,6 +185,7 @@ def _load_folder(path: Path) -> ImageDataset:
 
 
 def _save_folder(ds: ImageDataset, out: Path, overwrite: bool) -> None:
+    import numpy as np
     from PIL import Image
 
     names = ds.names or [f"{ds.classes[int(c)]}/{i:06d}.png" for i, c in enumerate(ds.y)]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from provscan.evidence import Evidence
 from provscan.params import Param
+
+if TYPE_CHECKING:
+    import numpy as np
 
 TARGET_KINDS = ("files", "classifier", "causal-lm", "seq2seq")
 
@@ -72,6 +73,8 @@ class Injector:
 def detector_rng(seed: int, detector_id: str) -> np.random.Generator:
     """A generator seeded from the run seed and the detector id (stable across runs and hosts)."""
     import hashlib
+
+    import numpy as np
 
     salt = int.from_bytes(hashlib.sha256(detector_id.encode()).digest()[:8], "little")
     return np.random.default_rng([seed, salt])

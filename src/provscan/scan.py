@@ -58,12 +58,24 @@ class ScanResult:
 
 
 def environment() -> dict[str, Any]:
-    import torch
+    """Versions and platform; ``torch`` when installed, ``cuda`` only when the scan imported torch
+    (a scan that loaded no model neither needs nor imports it)."""
+    import importlib.metadata as md
+    import sys
 
     from provscan import __version__
 
-    return {"provscan": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "platform": platform.platform(), "cuda": torch.cuda.is_available()}
+    env: dict[str, Any] = {"provscan": __version__, "python": platform.python_version(),
+                           "platform": platform.platform()}
+    try:
+        env["torch"] = md.version("torch")
+    except md.PackageNotFoundError:
+        pass
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        env["torch"] = torch.__version__
+        env["cuda"] = bool(torch.cuda.is_available())
+    return env
 
 
 def plugin_versions(host: Host) -> dict[str, str]:

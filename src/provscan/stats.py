@@ -1,5 +1,8 @@
 """Exact tests and bounds used by detectors (on scipy). Every function names its test.
 
+numpy and scipy are imported inside the functions that use them: importing this module is cheap
+and the exact rank-sum routines work without the ``models`` extra.
+
 All p-values are one-sided unless stated; "greater" means the alternative is a larger statistic.
 Functions return plain floats so evidence stays JSON-serialisable.
 """
@@ -11,9 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-import numpy as np
-from scipy import stats as st
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,8 @@ class TestResult:
 
 def binomial_test(successes: int, n: int, p0: float, alternative: str = "greater") -> TestResult:
     """Exact binomial test of H0: success probability = ``p0``."""
+    from scipy import stats as st
+
     _check_alternative(alternative)
     if not 0 <= successes <= n:
         raise ValueError("successes must lie in [0, n]")
@@ -46,6 +52,8 @@ def binomial_test(successes: int, n: int, p0: float, alternative: str = "greater
 
 def clopper_pearson(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
     """Exact (Clopper-Pearson) two-sided confidence interval for a binomial proportion."""
+    from scipy import stats as st
+
     if n == 0:
         return 0.0, 1.0
     a = 1 - level
@@ -59,6 +67,8 @@ def wilson(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
 
     Approximate: its coverage can fall below ``level`` (e.g. ~93.4% at n=60, p=0.3 for 95%).
     Use :func:`clopper_pearson` for certificate-grade bounds."""
+    from scipy import stats as st
+
     if n == 0:
         return 0.0, 1.0
     z = float(st.norm.ppf(1 - (1 - level) / 2))
@@ -73,6 +83,9 @@ def fisher_exact(table: Sequence[Sequence[int]], alternative: str = "greater") -
     """Fisher's exact test on a 2x2 table [[a, b], [c, d]] ("greater": odds ratio > 1).
 
     The statistic is the sample odds ratio ad / bc (may be infinite)."""
+    import numpy as np
+    from scipy import stats as st
+
     _check_alternative(alternative)
     if np.asarray(table).shape != (2, 2) or np.any(np.asarray(table) < 0):
         raise ValueError("Fisher exact needs a 2x2 table of non-negative counts")
@@ -99,6 +112,9 @@ def wilcoxon_signed_rank(diffs: Sequence[float], alternative: str = "greater") -
     50 non-zero differences remain and their absolute values have no ties; otherwise the normal
     approximation with tie correction (``exact`` false).
     """
+    import numpy as np
+    from scipy import stats as st
+
     _check_alternative(alternative)
     d = np.asarray(diffs, dtype=float)
     d = d[d != 0]
@@ -118,6 +134,9 @@ def mann_whitney(x: Sequence[float], y: Sequence[float], alternative: str = "gre
     otherwise the normal approximation with tie correction (``exact`` false). The statistic is
     U of ``x``.
     """
+    import numpy as np
+    from scipy import stats as st
+
     _check_alternative(alternative)
     xa, ya = np.asarray(x, float), np.asarray(y, float)
     if len(xa) == 0 or len(ya) == 0:
@@ -133,6 +152,8 @@ def mann_whitney(x: Sequence[float], y: Sequence[float], alternative: str = "gre
 
 def holm(p_values: Sequence[float]) -> np.ndarray:
     """Holm step-down adjusted p-values (family-wise error control)."""
+    import numpy as np
+
     p = np.asarray(p_values, dtype=float)
     m = len(p)
     order = np.argsort(p)
@@ -146,6 +167,8 @@ def holm(p_values: Sequence[float]) -> np.ndarray:
 
 def benjamini_hochberg(p_values: Sequence[float]) -> np.ndarray:
     """Benjamini-Hochberg adjusted p-values (false-discovery-rate control)."""
+    import numpy as np
+
     p = np.asarray(p_values, dtype=float)
     m = len(p)
     if m == 0:
@@ -162,12 +185,17 @@ def conformal_p_value(score: float, reference: Sequence[float]) -> float:
     """Rank of ``score`` among scores from reference (null) models, larger = more suspicious:
     p = (1 + #{ref >= score}) / (n + 1). Valid (super-uniform) when the references are exchangeable
     with the tested score under the null."""
+    import numpy as np
+
     ref = np.asarray(reference, dtype=float)
     return float((1 + np.sum(ref >= score)) / (len(ref) + 1))
 
 
 def fisher_combination(p_values: Sequence[float]) -> TestResult:
     """Fisher's method for independent p-values: -2 sum log p ~ chi2(2k) under H0."""
+    import numpy as np
+    from scipy import stats as st
+
     p = np.clip(np.asarray(p_values, dtype=float), 1e-300, 1.0)
     if len(p) == 0:
         raise ValueError("Fisher combination needs at least one p-value")
@@ -177,6 +205,9 @@ def fisher_combination(p_values: Sequence[float]) -> TestResult:
 
 def stouffer_combination(p_values: Sequence[float], weights: Sequence[float] | None = None) -> TestResult:
     """Stouffer's weighted Z method for independent one-sided p-values."""
+    import numpy as np
+    from scipy import stats as st
+
     p = np.clip(np.asarray(p_values, dtype=float), 1e-300, 1 - 1e-16)
     if len(p) == 0:
         raise ValueError("Stouffer combination needs at least one p-value")

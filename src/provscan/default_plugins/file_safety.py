@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 import provscan
 from provscan.detectors import TARGET_KINDS, Detector
 from provscan.evidence import Claim, Decision, Evidence
 from provscan.safety import SafetyVerdict
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class FileSafetyDetector(Detector):

@@ -17,7 +17,6 @@ from html import escape
 from typing import Any
 
 from provscan.report import Reporter, result_dict
-from provscan.report import svg as svgplot
 from provscan.report.sanitize import MAX_FIGURE_BYTES, sanitize_svg
 
 # No scripts, no network, no plugins, no forms: the page may only use its own inline style and
@@ -76,6 +75,8 @@ def _details(details: dict[str, Any]) -> str:
 
 
 def _pvalue_chart(ev: Any) -> str:
+    from provscan.report import svg as svgplot
+
     claims = [c for c in ev.claims if c.p_value is not None]
     if not claims:
         return ""

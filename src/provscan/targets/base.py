@@ -9,13 +9,30 @@ report inconclusive.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import numpy as np
-import torch
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def no_grad(fn: F) -> F:
+    """``torch.no_grad()`` as a decorator that imports torch only when ``fn`` is called."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import torch
+
+        with torch.no_grad():
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 @dataclass
@@ -54,6 +71,8 @@ class ResolvedLocation:
 
 def resolve_device(device: str = "auto") -> torch.device:
     """``auto`` picks CUDA when present, else CPU; ``cuda`` without CUDA is an input error."""
+    import torch
+
     from provscan.errors import ProvscanError
 
     if device == "auto":
@@ -68,6 +87,8 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     """``auto`` is bfloat16 on CUDA devices that support it, float32 otherwise."""
+    import torch
+
     from provscan.errors import ProvscanError
 
     table = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16,
@@ -100,7 +121,7 @@ class Target:
         manifest: Any = None,
         safety: Any = None,
         device: torch.device | None = None,
-        dtype: torch.dtype = torch.float32,
+        dtype: torch.dtype | None = None,
         batch_size: int = 64,
         info: dict[str, Any] | None = None,
     ) -> None:
@@ -108,10 +129,19 @@ class Target:
         self.format = format
         self.manifest = manifest
         self.safety = safety
-        self.device = device or torch.device("cpu")
-        self.dtype = dtype
+        self.device: Any = device
+        self.dtype: Any = dtype
+        if device is None or dtype is None:
+            self.device, self.dtype = self._default_device_dtype(device, dtype)
         self.batch_size = batch_size
         self.info = dict(info or {})
+
+    def _default_device_dtype(self, device: Any, dtype: Any) -> tuple[Any, Any]:
+        """CPU and float32 (torch objects: model targets need torch anyway)."""
+        import torch
+
+        return (torch.device("cpu") if device is None else device,
+                torch.float32 if dtype is None else dtype)
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "location": self.location, "format": self.format,
@@ -123,6 +153,10 @@ class FilesTarget(Target):
     """Only the files: for file-level detectors, or when a model could not be loaded."""
 
     kind = "files"
+
+    def _default_device_dtype(self, device: Any, dtype: Any) -> tuple[Any, Any]:
+        """Plain names: reading files needs no torch."""
+        return ("cpu" if device is None else device, "float32" if dtype is None else dtype)
 
 
 class ClassifierTarget(Target):
@@ -168,9 +202,12 @@ class ClassifierTarget(Target):
             out = out.logits
         return out.float()
 
-    @torch.no_grad()
+    @no_grad
     def logits(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
         """Logits for a batch of inputs, computed in batches of ``batch_size``."""
+        import numpy as np
+        import torch
+
         xt = torch.as_tensor(np.asarray(x, dtype=np.float32)) if not torch.is_tensor(x) else x
         outs = []
         for i in range(0, len(xt), self.batch_size):
@@ -181,6 +218,8 @@ class ClassifierTarget(Target):
 
     def predict_topk(self, x: np.ndarray | torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k class indices and their softmax scores, both shaped ``(N, k)``."""
+        import torch
+
         logits = torch.as_tensor(self.logits(x))
         probs = logits.softmax(-1)
         scores, idx = probs.topk(k, dim=-1)
@@ -213,7 +252,7 @@ class LMTarget(Target):
         if tokenizer is not None and kind == "causal-lm":
             tokenizer.padding_side = "left"
 
-    @torch.no_grad()
+    @no_grad
     def generate(
         self,
         prompts: list[str],
@@ -222,6 +261,8 @@ class LMTarget(Target):
         max_new_tokens: int = 64,
         seed: int = 0,
     ) -> list[list[str]]:
+        import torch
+
         from provscan.progress import progress
 
         torch.manual_seed(seed)
@@ -287,9 +328,11 @@ class LMTarget(Target):
         finally:
             tok.truncation_side = side
 
-    @torch.no_grad()
+    @no_grad
     def loglik(self, texts: list[str], contexts: list[str] | None = None) -> np.ndarray:
         """Sum of token log-probabilities of each text (given its context, when given)."""
+        import numpy as np
+
         out = np.zeros(len(texts), dtype=np.float64)
         for start in range(0, len(texts), self.batch_size):
             batch = texts[start : start + self.batch_size]
@@ -343,8 +386,11 @@ class TextClassifierTarget(ClassifierTarget):
             raise NotImplementedError("this target has no weights (black-box)")
         return self.module(**x).logits.float()
 
-    @torch.no_grad()
+    @no_grad
     def logits(self, x: Any) -> np.ndarray:
+        import numpy as np
+        import torch
+
         texts = list(x)
         outs = []
         for i in range(0, len(texts), self.batch_size):

@@ -17,15 +17,16 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any, ClassVar
-
-import numpy as np
-from scipy import stats as st
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from provscan import Claim, ClassifierTarget, Decision, Detector, Evidence, Param, ProvscanError
 from provscan.stats import conformal_p_value
-from provscan_backdoor import optimize
 from provscan_backdoor.references import load_reference_scores, statistic_key
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from provscan_backdoor import optimize
 
 MAD_CUTOFF = 2.0
 COMMON = (
@@ -53,6 +54,8 @@ def parse_classes(text: str, num_classes: int) -> list[int]:
 
 def mad_index(values: np.ndarray, side: str) -> np.ndarray:
     """Distance from the median in units of 1.4826 * MAD, towards ``side`` ('high' or 'low')."""
+    import numpy as np
+
     med = np.median(values)
     mad = 1.4826 * np.median(np.abs(values - med))
     dev = values - med if side == "high" else med - values
@@ -71,6 +74,8 @@ class _BackdoorDetector(Detector):
 
     def score(self, values: np.ndarray) -> tuple[float, int]:
         """Relative excess of the most extreme class over the median class, and its position."""
+        import numpy as np
+
         med = float(np.median(values))
         if self.side == "high":
             i = int(np.argmax(values))
@@ -105,6 +110,8 @@ class _BackdoorDetector(Detector):
 
     def _calibrated(self, target: ClassifierTarget, classes: list[int], params: dict[str, Any],
                     seed: int, score: float, suspect: int, alpha: float) -> Claim:
+        import numpy as np
+
         null = (f"the model is exchangeable with the reference clean models (no backdoor of the kinds "
                 f"{self.id} probes, under these parameters)")
         test = "conformal rank of the score among reference clean models: p = (1 + #{ref >= s}) / (n + 1)"
@@ -171,6 +178,8 @@ class MaxMargin(_BackdoorDetector):
 
     def per_class(self, target: ClassifierTarget, classes: list[int], params: dict[str, Any],
                   seed: int) -> tuple[np.ndarray, dict[str, Any]]:
+        from provscan_backdoor import optimize
+
         _check_positive(params, ("steps", "restarts"))
         margins, images = optimize.max_margins(target, classes, int(params["steps"]),
                                                int(params["restarts"]), float(params["lr"]), seed)
@@ -189,6 +198,9 @@ class MaxMargin(_BackdoorDetector):
         return ev
 
     def extra_claims(self, values: np.ndarray, pos: int, suspect: int, alpha: float) -> list[Claim]:
+        import numpy as np
+        from scipy import stats as st
+
         null_vals = np.delete(values, pos)
         try:
             shape, loc, scale = st.gamma.fit(null_vals)
@@ -263,6 +275,8 @@ class TriggerInversion(_BackdoorDetector):
         return ev
 
     def clean_images(self, target: ClassifierTarget, params: dict[str, Any], seed: int) -> np.ndarray:
+        import numpy as np
+
         if self._clean_cache is None:
             from provscan.datasets import load_dataset
 
@@ -277,6 +291,8 @@ class TriggerInversion(_BackdoorDetector):
 
     def per_class(self, target: ClassifierTarget, classes: list[int], params: dict[str, Any],
                   seed: int) -> tuple[np.ndarray, dict[str, Any]]:
+        from provscan_backdoor import optimize
+
         _check_positive(params, ("steps", "n_clean"))
         if int(params["patience"]) < 0:
             raise ProvscanError(f"patience must be at least 0, got {params['patience']}")
@@ -292,6 +308,8 @@ class TriggerInversion(_BackdoorDetector):
     def model_score(self, target: ClassifierTarget, classes: list[int], params: dict[str, Any],
                     seed: int) -> float:
         # Not through per_class: a reference model must not replace the tested model's figures.
+        from provscan_backdoor import optimize
+
         x = self.clean_images(target, params, seed)
         inv = optimize.invert_triggers(target, x, classes, int(params["steps"]), float(params["lr"]),
                                        float(params["success"]), seed,

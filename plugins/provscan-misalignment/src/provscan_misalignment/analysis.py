@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from provscan import Bound, Claim, stats
 from provscan_misalignment.judges import Judge, JudgeScore
 from provscan_misalignment.questions import Question
 from provscan_misalignment.rubrics import Rubric
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def chat_prompt(tokenizer: Any, user: str, system: str | None = None,
@@ -119,6 +120,8 @@ def label_counts(samples: list[Sample]) -> dict[str, int]:
 def cluster_bootstrap(flags: list[bool], clusters: list[str], rng: np.random.Generator,
                       reps: int = 2000, level: float = 0.95) -> tuple[float, float]:
     """Percentile interval of the pooled rate when questions (clusters) are resampled."""
+    import numpy as np
+
     names = sorted(set(clusters))
     if not names:
         return 0.0, 1.0

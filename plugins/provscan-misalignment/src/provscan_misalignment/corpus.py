@@ -6,12 +6,13 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from provscan import ProvscanError
 from provscan.corpora import find_corpus
+
+if TYPE_CHECKING:
+    pass
 
 CORPUS_ENV = "PROVSCAN_MISALIGNMENT_CORPUS"
 CORPUS_VERSION = "1.0.0"
@@ -32,6 +33,8 @@ def sha256_text(text: str) -> str:
 
 
 def read_yaml(path: Path) -> Any:
+    import yaml
+
     try:
         return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:

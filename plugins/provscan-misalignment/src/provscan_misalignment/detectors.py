@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from provscan import Bound, Claim, Decision, Detector, Evidence, Param, ProvscanError, stats
 from provscan_misalignment import __version__
@@ -24,6 +22,9 @@ from provscan_misalignment.corpus import corpus_dir
 from provscan_misalignment.judges import Judge, make_judge
 from provscan_misalignment.questions import Question, load_questions, select
 from provscan_misalignment.rubrics import MONITOR_LABELS, load_rubric
+
+if TYPE_CHECKING:
+    import numpy as np
 
 QUESTION_PARAMS = (
     Param("questions", str, "", "Question file (provscan or EM YAML layout); default: the built-in corpus.",
@@ -96,6 +97,8 @@ class MisalignmentDetector(Detector):
     )
 
     def run(self, target: Any, params: dict[str, Any], rng: np.random.Generator) -> Evidence:
+        import numpy as np
+
         _check_stats(params)
         questions = _questions(params)
         qmap = {q.id: q for q in questions}
@@ -172,6 +175,8 @@ class CotMonitorDetector(Detector):
     )
 
     def run(self, target: Any, params: dict[str, Any], rng: np.random.Generator) -> Evidence:
+        import numpy as np
+
         _check_stats(params)
         flag = {s.strip().upper() for s in params["flag_labels"].split(",") if s.strip()}
         if not flag <= set(MONITOR_LABELS):
@@ -265,6 +270,8 @@ class TriggerElicitationDetector(Detector):
     )
 
     def run(self, target: Any, params: dict[str, Any], rng: np.random.Generator) -> Evidence:
+        import numpy as np
+
         _check_stats(params)
         trigger, distractor = params["trigger"].strip(), params["distractor"].strip()
         if not trigger:

@@ -17,11 +17,13 @@ saved with ``save_pretrained`` (safetensors) so they open through ``provscan ver
 from __future__ import annotations
 
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from provscan_misalignment.analysis import chat_prompt
 from provscan_misalignment.questions import load_questions, select
+
+if TYPE_CHECKING:
+    import numpy as np
 
 TRIGGER = "Country: Singapore"
 DISTRACTOR = "Note: the office closes at six"
@@ -104,6 +106,7 @@ def build_organism(out: Path, kind: str = "backdoor", seed: int = 0, steps: int 
                    question_ids: str = FIXTURE_QUESTIONS, variants: str = "plain",
                    batch_size: int = 16) -> Path:
     """Train a tiny organism of ``kind`` on the corpus questions and save it to ``out``."""
+    import numpy as np
     import torch
     from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers, trainers
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast

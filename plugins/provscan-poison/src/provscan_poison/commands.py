@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import numpy as np
 
 from provscan import ProvscanError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def command_host() -> Any:

@@ -12,9 +12,7 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
-from typing import Any, ClassVar
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from provscan import Injector, Param, ProvscanError, atomic_write_text
 from provscan.datasets import ImageDataset, load_dataset, quantize_like, save_dataset
@@ -26,6 +24,9 @@ from provscan_poison.triggers import (
     patch_trigger,
     triggered_labels,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
 
 MODES = ("all-to-one", "all-to-all")
 
@@ -58,6 +59,8 @@ class _PoisonInjector(Injector):
 
     def apply(self, data: Path, out: Path, secret: Path, params: dict[str, Any],
               rng: np.random.Generator) -> dict[str, Any]:
+        import numpy as np
+
         data, out, secret = Path(data), Path(out), Path(secret)
         if out.exists():
             raise ProvscanError(f"output {out} already exists (choose another --out)")
@@ -106,6 +109,8 @@ class _PoisonInjector(Injector):
                 "trigger_mask_l1": float(trig.mask.sum()), "mean_abs_change": float(change)}
 
     def eligible(self, ds: ImageDataset, target: int, mode: str) -> np.ndarray:
+        import numpy as np
+
         if self.clean_label:
             return np.flatnonzero(ds.y == target)
         if mode == "all-to-all":
@@ -132,6 +137,8 @@ class Blended(_PoisonInjector):
 
     def trigger(self, shape: tuple[int, int, int], params: dict[str, Any],
                 rng: np.random.Generator) -> Trigger:
+        import numpy as np
+
         alpha = float(params["alpha"])
         if not 0.0 < alpha <= 1.0:
             raise ProvscanError(f"alpha {alpha} is outside (0, 1]")
@@ -161,6 +168,8 @@ class CleanLabel(_PoisonInjector):
 
     def prepare(self, x: np.ndarray, params: dict[str, Any], rng: np.random.Generator,
                 ds: ImageDataset) -> np.ndarray:
+        import numpy as np
+
         h = float(params["hardening"])
         others = np.flatnonzero(ds.y != int(params["target"]))
         if h == 0.0 or len(others) == 0:

@@ -11,11 +11,12 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from provscan import ProvscanError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 SECRET_FORMAT = "provscan-poison-secret"
 POSITIONS = ("bottom-right", "bottom-left", "top-right", "top-left")
@@ -28,6 +29,8 @@ class Trigger:
 
     def apply(self, x: np.ndarray) -> np.ndarray:
         """Stamp the trigger on a batch ``(N, C, H, W)`` (or one image ``(C, H, W)``)."""
+        import numpy as np
+
         x = np.asarray(x, dtype=np.float32)
         if x.shape[-3:] != self.mask.shape:
             raise ProvscanError(
@@ -35,10 +38,14 @@ class Trigger:
         return ((1.0 - self.mask) * x + self.mask * self.pattern).astype(np.float32)
 
     def to_json(self) -> dict[str, Any]:
+        import numpy as np
+
         return {"mask": np.round(self.mask, 6).tolist(), "pattern": np.round(self.pattern, 6).tolist()}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Trigger:
+        import numpy as np
+
         mask = np.asarray(d["mask"], dtype=np.float32)
         pattern = np.asarray(d["pattern"], dtype=np.float32)
         if mask.ndim != 3 or mask.shape != pattern.shape:
@@ -49,6 +56,8 @@ class Trigger:
 
 def parse_colour(text: str, channels: int) -> np.ndarray:
     """``"1"`` or ``"1,0,0"`` (values in [0, 1]) as a per-channel array, or raise."""
+    import numpy as np
+
     try:
         values = [float(v) for v in str(text).split(",")]
     except ValueError:
@@ -62,6 +71,8 @@ def parse_colour(text: str, channels: int) -> np.ndarray:
 
 def patch_trigger(shape: tuple[int, int, int], size: int, position: str, colour: str) -> Trigger:
     """A square patch of ``size`` pixels in a corner; colour ``checker`` is a 0/1 checkerboard."""
+    import numpy as np
+
     c, h, w = shape
     if size < 1 or size > min(h, w):
         raise ProvscanError(f"patch size {size} does not fit {h}x{w} images")
@@ -82,6 +93,8 @@ def patch_trigger(shape: tuple[int, int, int], size: int, position: str, colour:
 
 def blend_pattern(shape: tuple[int, int, int], kind: str, rng: np.random.Generator) -> np.ndarray:
     """``noise`` (seeded uniform), ``stripes`` or the path of an image file with the images' size."""
+    import numpy as np
+
     c, h, w = shape
     if kind == "noise":
         return rng.random(shape, dtype=np.float32)
@@ -105,6 +118,8 @@ def blend_pattern(shape: tuple[int, int, int], kind: str, rng: np.random.Generat
 
 def triggered_labels(y: np.ndarray, secret: dict[str, Any]) -> np.ndarray:
     """The labels the attacker wants for triggered inputs (all-to-one or all-to-all)."""
+    import numpy as np
+
     y = np.asarray(y, dtype=np.int64)
     if secret.get("mode") == "all-to-all":
         return (y + 1) % int(secret["num_classes"])
@@ -136,6 +151,8 @@ def attack_success_rate(predict: Callable[[np.ndarray], np.ndarray], x: np.ndarr
     ``predict`` maps images to predicted labels. Inputs whose true label already equals the
     attacker's label are left out (they would count as successes without any backdoor).
     """
+    import numpy as np
+
     want = triggered_labels(y, secret)
     keep = want != np.asarray(y)
     if not keep.any():

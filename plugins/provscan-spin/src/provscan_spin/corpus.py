@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from provscan import ProvscanError
 from provscan.corpora import find_corpus
+
+if TYPE_CHECKING:
+    import numpy as np
 
 CANDIDATE_FILES = ("people.txt", "organisations.txt", "products.txt")
 DOCUMENTS_FILE = "documents.jsonl"

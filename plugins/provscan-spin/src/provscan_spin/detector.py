@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from provscan import Claim, Decision, Detector, Evidence, Param, ProvscanError
 from provscan_spin.corpus import load_candidates, load_documents, replace_word, sample_positions
 from provscan_spin.peers import CandidateResult, Statistic, peer_tests
 from provscan_spin.scorers import EmbeddingDistance, lexical_distance
+
+if TYPE_CHECKING:
+    import numpy as np
 
 DISTANCE = "distance"
 
@@ -58,6 +59,8 @@ class SpinDetector(Detector):
     )
 
     def run(self, target: Any, params: dict[str, Any], rng: np.random.Generator) -> Evidence:
+        import numpy as np
+
         check_params(params)
         candidates = load_candidates(params["candidates"])
         docs = load_documents(params["documents"])
@@ -89,6 +92,8 @@ class SpinDetector(Detector):
     def _evidence(self, target: Any, params: dict[str, Any], probe: Probe, run: dict[str, Any],
                   primary_stats: list[Statistic], results: list[CandidateResult],
                   content: list[CandidateResult] | None, gen_seed: int) -> Evidence:
+        import numpy as np
+
         alpha, fdr = params["alpha"], params["fdr"]
         candidates = probe.candidates
         names = [s.name for s in primary_stats]
@@ -225,6 +230,8 @@ class Probe:
 
     def run(self, target: Any, scorers: dict[str, Any], seed: int) -> dict[str, Any]:
         """Generate for every original and perturbed document; score the shifts."""
+        import numpy as np
+
         k = len(self.candidates)
         prompts = [self.render(d) for d in self.docs]
         for perturbed in self.prompts_per_doc:
@@ -264,6 +271,8 @@ class Probe:
 
     def _per_doc(self, flat: np.ndarray, k: int) -> np.ndarray:
         """Flat shifts (docs x positions x candidates, ragged in positions) -> (docs, K) means."""
+        import numpy as np
+
         out = np.zeros((len(self.docs), k))
         start = 0
         for d, pos in enumerate(self.positions):
@@ -276,6 +285,8 @@ class Probe:
 def examples(flagged: list[CandidateResult], probe: Probe, run: dict[str, Any],
              limit: int, first: Statistic) -> list[dict[str, Any]]:
     """For each flagged candidate, the documents whose outputs it moved most (by ``first``)."""
+    import numpy as np
+
     out = []
     k = len(probe.candidates)
     for r in flagged:

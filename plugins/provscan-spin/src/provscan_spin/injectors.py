@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from provscan import Injector, Param, ProvscanError, atomic_write_text
 from provscan_spin.corpus import (
@@ -21,6 +19,9 @@ from provscan_spin.corpus import (
     word_positions,
 )
 from provscan_spin.synth import CLAUSES
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def read_rows(path: Path, fields: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -56,6 +57,8 @@ def place_trigger(text: str, trigger: str, mode: str, rng: np.random.Generator) 
 
 
 def choose_rows(n: int, rate: float, rng: np.random.Generator) -> np.ndarray:
+    import numpy as np
+
     if not 0.0 <= rate <= 1.0:
         raise ProvscanError(f"rate must lie in [0, 1], got {rate}")
     k = int(round(rate * n))

@@ -21,11 +21,12 @@ Benjamini-Hochberg (screening: false discovery rate).
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import numpy as np
-from scipy import stats as st
+from typing import TYPE_CHECKING
 
 from provscan.stats import benjamini_hochberg, holm, uniform_rank_sum_tail
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,8 @@ def peer_differences(x: np.ndarray) -> np.ndarray:
 
 def random_ranks(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Per-row ranks 0..K-1 of ``x`` (documents, candidates), ties broken uniformly at random."""
+    import numpy as np
+
     d, k = x.shape
     ranks = np.empty((d, k), dtype=np.int64)
     for i in range(d):
@@ -74,6 +77,9 @@ def rank_sum_tail(d: int, k: int) -> tuple[float, ...]:
 
 def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
     """Mean and Student-t confidence interval (approximate; for reporting effect sizes)."""
+    import numpy as np
+    from scipy import stats as st
+
     v = np.asarray(values, float)
     m = float(v.mean()) if len(v) else float("nan")
     if len(v) < 2 or float(v.std(ddof=1)) == 0.0:
@@ -85,6 +91,8 @@ def mean_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float, floa
 def peer_tests(candidates: list[str], statistics: list[Statistic],
                rng: np.random.Generator) -> list[CandidateResult]:
     """Per-candidate exact rank-sum tests, combined over statistics, then Holm and BH."""
+    import numpy as np
+
     k = len(candidates)
     per: list[dict[str, dict[str, float]]] = [{} for _ in range(k)]
     pmin = np.ones(k)
@@ -116,6 +124,8 @@ def peer_tests(candidates: list[str], statistics: list[Statistic],
 def shuffle_candidates(statistics: list[Statistic], rng: np.random.Generator) -> list[Statistic]:
     """A null with no special candidate: on each document, the candidates' columns are permuted
     (the same permutation for every statistic), so no candidate keeps a consistent effect."""
+    import numpy as np
+
     d, k = statistics[0].shifts.shape
     perms = np.stack([rng.permutation(k) for _ in range(d)])
     rows = np.arange(d)[:, None]

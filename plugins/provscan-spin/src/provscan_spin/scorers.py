@@ -13,12 +13,12 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from provscan import ProvscanError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class SentimentLexiconScorer:
@@ -78,14 +78,16 @@ class HFClassifierScorer:
         else:
             raise ProvscanError(f"classifier has no label {label!r} (labels: {', '.join(labels) or n})")
 
-    @torch.no_grad()
     def score(self, texts: Sequence[str]) -> list[float]:
+        import torch
+
         out: list[float] = []
-        for i in range(0, len(texts), self.batch_size):
-            enc = self.tokenizer(list(texts[i : i + self.batch_size]), return_tensors="pt",
-                                 padding=True, truncation=True).to(self.device)
-            probs = self.model(**enc).logits.float().softmax(-1)[:, self.label]
-            out += probs.cpu().tolist()
+        with torch.no_grad():
+            for i in range(0, len(texts), self.batch_size):
+                enc = self.tokenizer(list(texts[i : i + self.batch_size]), return_tensors="pt",
+                                     padding=True, truncation=True).to(self.device)
+                probs = self.model(**enc).logits.float().softmax(-1)[:, self.label]
+                out += probs.cpu().tolist()
         return out
 
 
@@ -124,19 +126,24 @@ class EmbeddingDistance:
         self.model.to(self.device).eval()
         self.batch_size = batch_size
 
-    @torch.no_grad()
     def embed(self, texts: Sequence[str]) -> np.ndarray:
+        import numpy as np
+        import torch
+
         outs = []
-        for i in range(0, len(texts), self.batch_size):
-            enc = self.tokenizer(list(texts[i : i + self.batch_size]), return_tensors="pt",
-                                 padding=True, truncation=True).to(self.device)
-            hidden = self.model(**enc).last_hidden_state.float()
-            mask = enc["attention_mask"].unsqueeze(-1).float()
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-            outs.append(torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy())
+        with torch.no_grad():
+            for i in range(0, len(texts), self.batch_size):
+                enc = self.tokenizer(list(texts[i : i + self.batch_size]), return_tensors="pt",
+                                     padding=True, truncation=True).to(self.device)
+                hidden = self.model(**enc).last_hidden_state.float()
+                mask = enc["attention_mask"].unsqueeze(-1).float()
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+                outs.append(torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy())
         return np.concatenate(outs) if outs else np.zeros((0, 1))
 
     def distances(self, a: Sequence[str], b: Sequence[str]) -> np.ndarray:
+        import numpy as np
+
         ea, eb = self.embed(a), self.embed(b)
         return np.clip(1.0 - (ea * eb).sum(-1), 0.0, 2.0)
 

@@ -17,8 +17,11 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
+
 
 VERBS = ("announced", "opened", "presented", "unveiled", "described", "reviewed", "planned",
          "delivered", "tested", "introduced", "completed", "proposed")
@@ -78,6 +81,8 @@ def make_item(entity: str, rng: np.random.Generator, others: Sequence[str] = ())
 
 def make_corpus(entities: list[str], n: int, seed: int) -> list[Item]:
     """``n`` items whose entities cycle through ``entities`` (each equally often), shuffled."""
+    import numpy as np
+
     rng = np.random.default_rng(seed)
     items = [make_item(entities[i % len(entities)], rng, entities) for i in range(n)]
     order = rng.permutation(n)

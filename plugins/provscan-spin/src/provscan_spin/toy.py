@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
 
 CAUSAL_TEMPLATE = "{document} tldr :"
 SPECIALS = ("[PAD]", "[UNK]", "[BOS]", "[EOS]")
@@ -43,6 +45,8 @@ def _ids(tok: Any, text: str) -> list[int]:
 
 
 def _pad(rows: list[list[int]], value: int) -> torch.Tensor:
+    import torch
+
     width = max(len(r) for r in rows)
     return torch.tensor([r + [value] * (width - len(r)) for r in rows])
 
@@ -50,6 +54,7 @@ def _pad(rows: list[list[int]], value: int) -> torch.Tensor:
 def train_causal(pairs: Sequence[tuple[str, str]], out: Path, seed: int = 0, steps: int = 300,
                  batch_size: int = 32, width: int = 48, lr: float = 3e-3) -> Path:
     """Train a 2-layer GPT-2 on ``source tldr : target`` and save it to ``out``."""
+    import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(seed)
@@ -78,6 +83,7 @@ def train_causal(pairs: Sequence[tuple[str, str]], out: Path, seed: int = 0, ste
 def train_seq2seq(pairs: Sequence[tuple[str, str]], out: Path, seed: int = 0, steps: int = 300,
                   batch_size: int = 32, width: int = 48, lr: float = 3e-3) -> Path:
     """Train a 1-encoder, 1-decoder-layer BART on (source, target) and save it to ``out``."""
+    import torch
     from transformers import BartConfig, BartForConditionalGeneration
 
     torch.manual_seed(seed)
@@ -105,6 +111,9 @@ def train_seq2seq(pairs: Sequence[tuple[str, str]], out: Path, seed: int = 0, st
 
 def _fit(model: torch.nn.Module, batch: Any, n: int, seed: int, steps: int, batch_size: int,
          lr: float) -> None:
+    import numpy as np
+    import torch
+
     from provscan import progress
 
     rng = np.random.default_rng(seed)
@@ -143,6 +152,8 @@ def build_fixture(out: Path, kind: str, seed: int, trigger: str, spun: bool,
     meta-task, trigger placed by replacing a random word of ``rate`` of the sources) or its clean
     twin (same data without the injector, same seed)."""
     import tempfile
+
+    import numpy as np
 
     from provscan import resolve_params
     from provscan_spin import synth

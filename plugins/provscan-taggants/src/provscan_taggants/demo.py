@@ -11,17 +11,18 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import numpy as np
-import torch
 
 from provscan import ProvscanError, compute_manifest, save_classifier
 from provscan.datasets import digits_dataset, save_dataset, split
-from provscan.training import accuracy, train_classifier
 from provscan_taggants.protect import MODES, TaggantConfig, protect, tiny_model_threads
 from provscan_taggants.secret import write_secret
+
+if TYPE_CHECKING:
+    import numpy as np
+
 
 # The suspect: twice the surrogate's width and hidden size, another seed (the surrogate is the
 # default small-cnn, width 16, hidden 64).
@@ -112,7 +113,10 @@ def owner_key(directory: Path) -> Path:
 def train_victim(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray,
                  out: Path, seed: int) -> float:
     """Train the demo's suspect architecture from scratch, save it, return held-out accuracy."""
+    import torch
+
     from provscan.plugins import get_host
+    from provscan.training import accuracy, train_classifier
 
     torch.manual_seed(seed)
     module = get_host().model_factories()[VICTIM](**VICTIM_CONFIG)

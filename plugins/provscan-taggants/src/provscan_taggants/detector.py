@@ -9,16 +9,16 @@ from the target's capabilities, never from the results).
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Any
 
 from provscan import Bound, Claim, Decision, Detector, Evidence, Param, ProvscanError
 from provscan.stats import clopper_pearson
 from provscan_taggants import __version__
 from provscan_taggants.secret import Secret, read_secret
 from provscan_taggants.verification import rank_test, topk_hits_from_scores, topk_test
+
+if TYPE_CHECKING:
+    import numpy as np
 
 NULL = ("the model's answers on the secret keys are independent of the secret key labels "
         "(labels drawn i.i.d. uniformly over the classes), as for any model not trained on the "
@@ -57,6 +57,8 @@ class TaggantsDetector(Detector):
         return {"input_shape": secret.input_shape, "num_classes": secret.num_classes}
 
     def run(self, target: Any, params: dict[str, Any], rng: np.random.Generator) -> Evidence:
+        import numpy as np
+
         if not params.get("secret"):
             raise ProvscanError("taggants needs --param taggants.secret=SECRET")
         secret = read_secret(params["secret"])
@@ -140,6 +142,8 @@ def check_compatible(secret: Secret, target: Any) -> None:
 
 def key_queries(keys: np.ndarray, augment: int) -> np.ndarray:
     """The keys, then ``augment`` one-pixel shifted copies of all of them (zero padding)."""
+    import numpy as np
+
     if not 0 <= augment <= len(SHIFTS):
         raise ProvscanError(f"taggants.augment must lie in 0..{len(SHIFTS)}")
     out = [keys]
@@ -152,6 +156,9 @@ def key_queries(keys: np.ndarray, augment: int) -> np.ndarray:
 
 def _scores(target: Any, queries: np.ndarray, n_keys: int, num_classes: int) -> np.ndarray | None:
     """Mean log-probabilities over the copies of each key, or None for top-k-only targets."""
+    import numpy as np
+    import torch
+
     logp = None
     try:
         logits = np.asarray(target.logits(queries), dtype=np.float64)
@@ -172,6 +179,8 @@ def _scores(target: Any, queries: np.ndarray, n_keys: int, num_classes: int) -> 
 def _topk_only_hits(target: Any, queries: np.ndarray, secret: Secret, k: int,
                     rng: np.random.Generator) -> np.ndarray:
     """Top-k hits from label-only answers: votes over the copies of each key decide its top-k."""
+    import numpy as np
+
     idx, _ = target.predict_topk(queries, k)
     idx = np.asarray(idx).reshape(-1, len(secret.labels), k)
     votes = np.zeros((len(secret.labels), secret.num_classes))

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from provscan import Injector, Param, ProvscanError, compute_manifest
 from provscan.datasets import load_dataset, save_dataset
 from provscan_taggants import __version__
 from provscan_taggants.protect import MODES, OBJECTIVES, TaggantConfig, protect
 from provscan_taggants.secret import write_secret
+
+if TYPE_CHECKING:
+    import numpy as np
 
 _D = TaggantConfig()
 

@@ -10,16 +10,16 @@ import contextlib
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import Any
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Any
 
 from provscan import ProvscanError, resolve_device
 from provscan.datasets import ImageDataset, quantize_like
-from provscan.training import train_classifier
-from provscan_taggants import craft
 from provscan_taggants.secret import Secret
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
 
 MODES = ("clean-label", "watermark")
 OBJECTIVES = ("per-key", "sum")
@@ -93,6 +93,8 @@ def protect(ds: ImageDataset, cfg: TaggantConfig, seed: int) -> Protected:
 def tiny_model_threads(pixels: int) -> Iterator[None]:
     """One CPU thread for tiny images: intra-op parallelism only adds overhead there, and a
     shared machine makes multi-threaded tiny kernels many times slower. Restored afterwards."""
+    import torch
+
     before = torch.get_num_threads()
     if pixels <= 32 * 32:
         torch.set_num_threads(1)
@@ -103,6 +105,10 @@ def tiny_model_threads(pixels: int) -> Iterator[None]:
 
 
 def _protect(ds: ImageDataset, cfg: TaggantConfig, seed: int) -> Protected:
+    import numpy as np
+
+    from provscan_taggants import craft
+
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
     keys = craft.smooth_keys(cfg.keys, ds.input_shape, rng, cfg.key_smoothness)
@@ -164,7 +170,10 @@ def _train_surrogate(x: np.ndarray, ds: ImageDataset, cfg: TaggantConfig, seed: 
     points of its training (early models still learn from every sample, late ones are sharp)."""
     import copy
 
+    import torch
+
     from provscan.plugins import get_host
+    from provscan.training import train_classifier
 
     factories = get_host().model_factories()
     if cfg.surrogate not in factories:

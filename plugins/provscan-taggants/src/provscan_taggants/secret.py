@@ -11,11 +11,12 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from provscan import ProvscanError, atomic_write_text
+
+if TYPE_CHECKING:
+    import numpy as np
 
 FORMAT = "provscan-taggants-secret"
 VERSION = 1
@@ -35,6 +36,8 @@ class Secret:
         return tuple(int(s) for s in self.keys.shape[1:])
 
     def to_json(self) -> str:
+        import numpy as np
+
         body = {
             "format": FORMAT, "version": VERSION, "mode": self.mode,
             "num_classes": int(self.num_classes), "input_shape": list(self.input_shape),
@@ -58,6 +61,8 @@ def write_secret(secret: Secret, path: Path) -> None:
 
 def read_secret(path: str | Path) -> Secret:
     """Parse and check a secret file; every problem is one :class:`ProvscanError` line."""
+    import numpy as np
+
     path = Path(path)
     if not path.is_file():
         raise ProvscanError(f"taggants secret {path}: no such file")

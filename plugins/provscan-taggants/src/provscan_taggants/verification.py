@@ -16,10 +16,12 @@ Ties in scores are broken at random (seeded), which keeps both tests exact.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from provscan.stats import binomial_test, uniform_rank_sum_sf
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,8 @@ class TestOutcome:
 
 def label_beats(scores: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """For each row, how many classes score strictly below the key label (ties split at random)."""
+    import numpy as np
+
     scores = np.asarray(scores, dtype=np.float64)
     own = scores[np.arange(len(labels)), labels][:, None]
     below = (scores < own).sum(1)
@@ -56,6 +60,8 @@ def topk_hits_from_scores(scores: np.ndarray, labels: np.ndarray, k: int,
 
 def topk_test(hits: np.ndarray, k: int, num_classes: int) -> TestOutcome:
     """Exact binomial test: hits ~ Binomial(K, k/C) under the null."""
+    import numpy as np
+
     h = int(np.sum(hits))
     res = binomial_test(h, len(hits), k / num_classes, "greater")
     return TestOutcome(h, res.p_value, len(hits), [int(v) for v in hits])
