@@ -6,13 +6,10 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from provscan import ProvscanError
 from provscan.corpora import find_corpus
-
-if TYPE_CHECKING:
-    pass
 
 CORPUS_ENV = "PROVSCAN_MISALIGNMENT_CORPUS"
 CORPUS_VERSION = "1.0.0"
