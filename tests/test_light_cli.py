@@ -100,3 +100,31 @@ def test_the_check_can_fail(light_env):
     code, modules, err = run_light(tmp, "--version", env=env, prelude="import scipy.stats")
     assert code == 0, err
     assert "scipy" in modules and "numpy" in modules
+
+
+BLOCK_MODELS_EXTRA = ("import sys\n"
+                      "for _m in ('torch', 'transformers', 'tokenizers', 'scipy', 'sklearn', 'PIL'):\n"
+                      "    sys.modules[_m] = None  # import raises ModuleNotFoundError, as without the extra")
+
+
+def test_without_the_models_extra_file_safety_runs_and_model_detectors_say_what_is_missing(light_env):
+    """torch & co. made unimportable in the child: file-safety verify still passes on a checkpoint
+    whose loader needs transformers, and a detector that needs the model exits 2 in one line."""
+    tmp, _, env = light_env
+    hf = tmp / "hf"
+    hf.mkdir()
+    write_safetensors(hf / "model.safetensors")
+    (hf / "config.json").write_text(json.dumps({"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}))
+    code, modules, err = run_light(tmp, "verify", str(hf), "--quiet", env=env, prelude=BLOCK_MODELS_EXTRA)
+    assert code == 0, err
+    clf = tmp / "clf"
+    clf.mkdir()
+    write_safetensors(clf / "model.safetensors")
+    (clf / "provscan_model.json").write_text(json.dumps(
+        {"format": "provscan-classifier", "version": 1, "factory": "small-cnn", "config": {},
+         "num_classes": 10, "input_shape": [1, 8, 8]}))
+    code, _, err = run_light(tmp, "verify", str(clf), "--detector", "backdoor.max-margin", "--quiet",
+                             env=env, prelude=BLOCK_MODELS_EXTRA)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 2 and len(lines) == 1, err
+    assert "backdoor.max-margin" in lines[0] and "provscan[models]" in lines[0], err

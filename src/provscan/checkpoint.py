@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from provscan.digest import FileDigest, Manifest, compute_manifest, digest_file, list_files
-from provscan.errors import ProvscanError
+from provscan.errors import ProvscanError, missing_extra
 
 if TYPE_CHECKING:
     from provscan.plugins import Host
@@ -141,6 +141,11 @@ def _load(host: Host, location: str, options: OpenOptions) -> tuple[Target | Non
         target = host.hook.open_target(location=location, options=options, host=host)
     except ProvscanError as exc:
         return None, str(exc)
+    except ModuleNotFoundError as exc:  # the models extra is not installed: not loaded, say why
+        extra = missing_extra(exc)
+        if extra is None:
+            raise
+        return None, f"not loaded: {extra}"
     if target is None:
         return None, f"no installed opener understands {location}"
     target.host = host

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from provscan import __version__
-from provscan.errors import EXIT_USAGE, ProvscanError
+from provscan.errors import EXIT_USAGE, ProvscanError, missing_extra
 
 if TYPE_CHECKING:
     from provscan.plugins import Host
@@ -60,6 +60,10 @@ class ProvscanGroup(click.Group):
         except Exception as exc:  # noqa: BLE001 - never a traceback without -v
             if ctx.obj and ctx.obj.get("verbose"):
                 raise
+            extra = missing_extra(exc)
+            if extra is not None:
+                click.echo(f"error: {extra}", err=True)
+                ctx.exit(extra.exit_code)
             msg = str(exc).splitlines()[0] if str(exc) else ""
             click.echo(f"error: {type(exc).__name__}: {msg} (run with -v for a traceback)", err=True)
             ctx.exit(EXIT_USAGE)

@@ -12,7 +12,7 @@ from typing import Any
 
 from provscan.detectors import Detector, detector_rng
 from provscan.digest import Manifest
-from provscan.errors import ProvscanError
+from provscan.errors import MODELS_EXTRA_INSTALL, MissingExtraError, ProvscanError, missing_extra
 from provscan.evidence import Claim, Decision, Evidence
 from provscan.params import resolve_params
 from provscan.plugins import Host
@@ -126,6 +126,10 @@ def run_scan(host: Host, scan: Scan) -> ScanResult:
     with open_checkpoint(host, scan.location, options) as opened:
         scan.manifest, scan.safety, scan.target = opened.manifest, opened.safety, opened.target
         load_error = opened.load_error
+        needs_model = [did for did in asked if did != FILE_SAFETY]
+        if scan.target is None and needs_model and load_error and MODELS_EXTRA_INSTALL in load_error:
+            raise MissingExtraError(f"detector {needs_model[0]} needs a loaded model: "
+                                    f"{load_error.removeprefix('not loaded: ')}")
         # File safety is about loading local files; an endpoint target has none, so it runs there
         # only when asked for (and then reports inconclusive: nothing could be scanned).
         ids = list(dict.fromkeys([FILE_SAFETY, *asked])) if opened.is_local else asked
@@ -164,6 +168,9 @@ def _run_one(cls: type[Detector], target: Target | None, params: dict[str, Any],
         ev.params = ev.params or params
         ev.seeds = ev.seeds or {"seed": seed}
     except Exception as exc:  # noqa: BLE001 - a plugin failure must not sink the scan
+        extra = missing_extra(exc)
+        if extra is not None:  # an installation problem, not a finding about the model
+            raise MissingExtraError(f"detector {cls.id}: {extra}") from None
         ev = Evidence(cls.id, cls.version, cls.plugin, kind, [], params=params, seeds={"seed": seed},
                       error=f"{type(exc).__name__}: {exc}",
                       details={"traceback": traceback.format_exc(limit=8)})
