@@ -2,7 +2,7 @@
 ``model.generate`` loop, on the same model and prompts, in one run.
 
 Models: tiny random-init GPT-2 and BART (word-level tokenizer over the spin corpus), at two sizes.
-Prompts: the first ``--prompts`` documents of ``corpora/spin/documents.jsonl``. Greedy decoding,
+Prompts: the first ``--prompts`` documents of the spin corpus (``provscan_spin/corpora/spin/documents.jsonl``). Greedy decoding,
 ``--new-tokens`` new tokens per prompt (EOS suppressed so both paths generate the same number of
 tokens). Throughput = generated tokens / wall seconds; the per-prompt loop is timed on a subset
 and scaled per token. Writes ``docs/benchmarks/lm_generate.md``. Run:
@@ -109,7 +109,7 @@ def main() -> None:
         "# Batched generation throughput (`LMTarget.generate` vs a per-prompt loop)",
         "",
         f"Reproduce: `nice -n 10 python benchmarks/lm_generate.py --device {args.device}` "
-        f"({args.prompts} prompts from corpora/spin, {args.new_tokens} greedy new tokens each, "
+        f"({args.prompts} prompts from the spin corpus, {args.new_tokens} greedy new tokens each, "
         f"batch size {args.batch_size}, per-prompt loop timed on {args.loop} prompts, "
         f"{args.threads} CPU thread(s)).",
         "",

@@ -7,7 +7,7 @@ the output at alpha"), with Clopper-Pearson intervals.
 2. Tiny real models (2-layer GPT-2 and 1+1-layer BART, as in the slow tests), for each seed a
    spinned model (``spin`` injector) and its clean twin:
    - clean twins: the detector run with ``--probes`` different probe seeds, each with a random
-     12-candidate subset of corpora/spin and 40 documents (FPR of the claim; probes on the same
+     12-candidate subset of the spin corpus and 40 documents (FPR of the claim; probes on the same
      model are not independent, so the interval is indicative);
    - shuffled-candidate nulls: on the spinned models' probe results, each document's candidate
      columns are permuted ``--shuffles`` times (no candidate keeps an effect; exact null);

@@ -1,4 +1,6 @@
-"""Every corpus under corpora/ has a manifest whose checksums match and which lists every file."""
+"""Every plugin corpus (package data, ``plugins/*/src/<package>/corpora/<name>/``) has a manifest
+whose checksums match and which lists every file; find_corpus prefers PROVSCAN_CORPORA, then the
+package data."""
 
 import hashlib
 import json
@@ -6,13 +8,26 @@ from pathlib import Path
 
 import pytest
 
-CORPORA = Path(__file__).resolve().parent.parent / "corpora"
-MANIFESTS = sorted(CORPORA.glob("*/manifest.json"))
+ROOT = Path(__file__).resolve().parent.parent
+CORPORA = sorted(ROOT.glob("plugins/*/src/*/corpora"))
+MANIFESTS = sorted(m for c in CORPORA for m in c.glob("*/manifest.json"))
 
 
 def test_every_corpus_has_a_manifest():
-    dirs = sorted(p for p in CORPORA.iterdir() if p.is_dir()) if CORPORA.exists() else []
+    assert {c.parent.name for c in CORPORA} == {"provscan_spin", "provscan_misalignment"}
+    dirs = sorted(p for c in CORPORA for p in c.iterdir() if p.is_dir())
     assert [d / "manifest.json" for d in dirs] == MANIFESTS
+
+
+@pytest.mark.parametrize("package", ["provscan_spin", "provscan_misalignment"])
+def test_the_corpus_is_declared_as_package_data(package):
+    import tomllib
+
+    pyproject = next(ROOT.glob(f"plugins/*/src/{package}")).parent.parent / "pyproject.toml"
+    patterns = tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["package-data"][package]
+    base = next(ROOT.glob(f"plugins/*/src/{package}"))
+    declared = {p for pat in patterns for p in base.glob(pat) if p.is_file()}
+    assert declared == {p for p in (base / "corpora").rglob("*") if p.is_file()}
 
 
 @pytest.mark.parametrize("manifest", MANIFESTS, ids=lambda p: p.parent.name)
@@ -37,12 +52,13 @@ def test_find_corpus_prefers_the_environment(tmp_path, monkeypatch):
     assert find_corpus("spin", __file__) == tmp_path / "spin"
 
 
-def test_find_corpus_falls_back_to_the_checkout_and_names_missing_ones(monkeypatch):
+def test_find_corpus_finds_the_package_data_and_names_missing_ones(monkeypatch):
     from provscan.corpora import find_corpus
     from provscan.errors import ProvscanError
 
     monkeypatch.delenv("PROVSCAN_CORPORA", raising=False)
     for manifest in MANIFESTS:
-        assert find_corpus(manifest.parent.name, __file__) == manifest.parent
+        plugin_module = manifest.parent.parent.parent / "plugin.py"
+        assert find_corpus(manifest.parent.name, plugin_module) == manifest.parent
     with pytest.raises(ProvscanError, match="no-such-corpus"):
         find_corpus("no-such-corpus", __file__)

@@ -1,8 +1,10 @@
-"""Locating the project's probe corpora (``corpora/<name>/`` with a checksummed manifest).
+"""Locating a plugin's probe corpus (``<name>/`` with a checksummed ``manifest.json``).
 
-Order: ``$PROVSCAN_CORPORA/<name>`` when set; else ``corpora/<name>`` in a parent folder of the
-calling plugin's source file (a source checkout or an editable install). Wheels do not carry the
-corpora: set ``PROVSCAN_CORPORA`` to a copy of the repository's ``corpora/`` folder.
+Each first-party plugin ships its corpus as package data, ``<package>/corpora/<name>/``, so a
+wheel installed anywhere finds it. Order: ``$PROVSCAN_CORPORA/<name>`` when set (an override, e.g.
+an edited copy); else ``corpora/<name>`` next to ``anchor`` (the calling plugin's ``__file__``:
+its package data); else ``corpora/<name>`` in a parent folder of ``anchor`` (a source checkout
+that keeps corpora outside its package).
 """
 
 from __future__ import annotations
@@ -25,5 +27,6 @@ def find_corpus(name: str, anchor: str | Path, marker: str = "manifest.json") ->
     for c in candidates:
         if (c / marker).is_file():
             return c
-    raise ProvscanError(f"the {name} corpus (corpora/{name}) was not found: set {CORPORA_ENV} "
-                        "to a copy of the repository's corpora/ folder")
+    raise ProvscanError(f"the {name} corpus was not found: it ships inside its plugin package "
+                        f"(corpora/{name}); reinstall the plugin or set {CORPORA_ENV} to a folder "
+                        f"holding {name}/")

@@ -18,7 +18,7 @@ CORPUS_LICENCE = "Apache-2.0 (written for provscan)"
 
 def corpus_dir() -> Path:
     """The corpus folder: ``$PROVSCAN_MISALIGNMENT_CORPUS`` if set, else ``corpora/misalignment``
-    found by :func:`provscan.corpora.find_corpus` (``$PROVSCAN_CORPORA`` or the source tree)."""
+    found by :func:`provscan.corpora.find_corpus` (``$PROVSCAN_CORPORA``, else this package's data)."""
     env = os.environ.get(CORPUS_ENV)
     if env:
         return Path(env)

@@ -20,7 +20,7 @@ _WORD = re.compile(r"^[A-Za-z][A-Za-z'-]*$")
 
 
 def corpus_dir() -> Path:
-    """``corpora/spin`` (see :func:`provscan.corpora.find_corpus`)."""
+    """The spin corpus shipped in this package, ``corpora/spin`` (see :func:`provscan.corpora.find_corpus`)."""
     return find_corpus("spin", __file__, marker=DOCUMENTS_FILE)
 
 

@@ -33,9 +33,9 @@ class SpinDetector(Detector):
                    "documents, shifts the output (sentiment, content) more than other candidates.")
     applies_to = ("causal-lm", "seq2seq")
     params = (
-        Param("candidates", str, "", "Candidate list file (one per line); default corpora/spin.",
+        Param("candidates", str, "", "Candidate list file (one per line); default: the plugin's spin corpus.",
               path=True),
-        Param("documents", str, "", "JSONL documents (field text/document/source); default corpora/spin.",
+        Param("documents", str, "", "JSONL documents (field text/document/source); default: the plugin's spin corpus.",
               path=True),
         Param("n_documents", int, 100, "Documents sampled (all if fewer).", ge=1, le=1_000_000),
         Param("positions", int, 3, "Word positions replaced per document.", ge=1, le=10_000),
