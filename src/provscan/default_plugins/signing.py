@@ -19,14 +19,15 @@ import importlib.metadata as md
 import json
 import re
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 import provscan
 from provscan.detectors import Detector
 from provscan.evidence import Claim, Decision, Evidence
 from provscan.params import Param
+
+if TYPE_CHECKING:
+    import numpy as np
 
 SIGNATURE = "model.sig"
 MAX_SIGNATURE_BYTES = 16 * 1024 * 1024  # a key-based bundle is a few KiB
