@@ -209,3 +209,47 @@ def test_policy_check_and_verify_agree_on_an_unknown_detector(tmp_path, run_cli,
     assert checked.exit_code == verified.exit_code == 2, checked.output + verified.output
     for res in (checked, verified):
         assert res.output.count("\n") == 1 and "nosuch.detector" in res.output
+
+
+EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+def test_default_policy_digest_is_that_of_the_effective_policy():
+    import hashlib
+    import json
+
+    default = load_policy(None)
+    assert default.sha256 != EMPTY_SHA256 and default.source_sha256 is None
+    effective = default.effective()
+    assert effective["inconclusive"] == "fail" and effective["detectors"] == {}
+    canon = json.dumps(effective, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    assert default.sha256 == hashlib.sha256(canon.encode()).hexdigest()
+    # a file that spells out the defaults judges alike, so it has the same effective digest
+    spelled = parse_policy('name = "default"\ninconclusive = "fail"\nunlisted = "fail"\n')
+    assert spelled.sha256 == default.sha256 and spelled.source_sha256 is not None
+    # any change of what is applied changes it
+    assert parse_policy('name = "default"\ninconclusive = "warn"\n').sha256 != default.sha256
+    assert parse_policy('name = "default"\n[detectors.x]\nalpha = 0.01\n').sha256 != default.sha256
+
+
+def test_certificate_under_the_default_policy_records_the_effective_digest(tmp_path, provscan_host):
+    import base64
+    import json
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from provscan import api
+    from provscan.certificate import build_statement, sign_statement, verify_envelope
+
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "notes.json").write_text("{}")
+    result = api.verify(tmp_path / "model", formats=("json",), host=provscan_host)
+    key = Ed25519PrivateKey.generate()
+    env = sign_statement(build_statement(result), [key])
+    pred = verify_envelope(env, [key.public_key()]).predicate
+    assert pred["policy"]["sha256"] == load_policy(None).sha256 != EMPTY_SHA256
+    assert pred["policy"]["sourceSha256"] is None
+    assert pred["policy"]["effective"] == load_policy(None).effective()
+    report = json.loads(result.rendered["json"])
+    assert report["policy"]["sha256"] == pred["policy"]["sha256"]
+    assert json.loads(base64.b64decode(json.loads(env)["payload"]))["predicate"]["policy"] == pred["policy"]

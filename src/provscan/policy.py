@@ -28,6 +28,7 @@ provscan or inside a registered plugin's top-level package.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -76,9 +77,27 @@ class Policy:
     plugins: dict[str, str] = field(default_factory=dict)
     signers: list[str] = field(default_factory=list)
 
+    def effective(self) -> dict[str, Any]:
+        """The policy as applied, defaults filled in: what its digest is taken over."""
+        return {
+            "version": 1, "name": self.name, "inconclusive": self.inconclusive,
+            "unlisted": self.unlisted,
+            "detectors": {d: {"required": r.required, "action": r.action, "claims": dict(r.claims)}
+                          for d, r in sorted(self.detectors.items())},
+            "plugins": dict(sorted(self.plugins.items())), "signers": sorted(self.signers),
+        }
+
     @property
     def sha256(self) -> str:
-        return hashlib.sha256(self.source.encode("utf-8")).hexdigest()
+        """SHA-256 of the canonical JSON of :meth:`effective` (sorted keys, no whitespace): two
+        policies that judge alike have the same digest, and the default policy has one too."""
+        text = json.dumps(self.effective(), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+    @property
+    def source_sha256(self) -> str | None:
+        """SHA-256 of the policy file's text (None for the built-in default, which has no file)."""
+        return hashlib.sha256(self.source.encode("utf-8")).hexdigest() if self.source else None
 
     def required_detectors(self) -> list[str]:
         return [d for d, r in self.detectors.items() if r.required]

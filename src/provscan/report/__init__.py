@@ -44,7 +44,7 @@ def result_dict(result: Any) -> dict[str, Any]:
         "environment": result.environment,
         "plugins": dict(getattr(result, "plugins", {}) or {}),
         "policy": {"name": policy.name, "origin": getattr(policy, "origin", "default"),
-                   "sha256": getattr(policy, "sha256", "")},
+                   "sha256": policy.sha256, "source_sha256": policy.source_sha256},
         "verdict": {"status": verdict.status, "exit_code": result.exit_code,
                     "reasons": verdict.reasons, "warnings": list(getattr(verdict, "warnings", [])),
                     "judged": list(getattr(verdict, "judged", []))},
