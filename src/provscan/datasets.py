@@ -6,11 +6,18 @@ In memory a dataset is ``x``: float32 ``(N, C, H, W)`` with values in [0, 1], an
 - ``.npz`` with arrays ``x`` and ``y`` (``x`` as uint8 0..255 or float in [0, 1]; ``(N, H, W)``,
   ``(N, H, W, C)`` or ``(N, C, H, W)``); written back in the dtype and layout it was read in.
 - an image-folder tree ``ROOT/<class>/<name>.png`` (classes sorted by name, as torchvision does).
+
+Inputs are checked before anything large is allocated: labels must be the dense range 0..K-1
+(every class present) with K at most :func:`max_classes` (``PROVSCAN_MAX_CLASSES``, default
+100 000), image values finite and in [0, 1], and the arrays an ``.npz`` declares at most
+:func:`max_dataset_bytes` (``PROVSCAN_MAX_DATASET_BYTES``, default 4 GiB) once decoded, checked
+from their headers before they are read.
 """
 
 from __future__ import annotations
 
 import io
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +29,58 @@ if TYPE_CHECKING:
     import numpy as np
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+DEFAULT_MAX_CLASSES = 100_000
+DEFAULT_MAX_DATASET_BYTES = 4 * 1024**3
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ProvscanError(f"{name}={raw!r}: expected a positive integer") from None
+    if value < 1:
+        raise ProvscanError(f"{name}={raw!r}: expected a positive integer")
+    return value
+
+
+def max_classes() -> int:
+    """Largest number of classes a dataset or secret may declare (``PROVSCAN_MAX_CLASSES``)."""
+    return _env_int("PROVSCAN_MAX_CLASSES", DEFAULT_MAX_CLASSES)
+
+
+def max_dataset_bytes() -> int:
+    """Largest decoded size of a dataset's arrays (``PROVSCAN_MAX_DATASET_BYTES``)."""
+    return _env_int("PROVSCAN_MAX_DATASET_BYTES", DEFAULT_MAX_DATASET_BYTES)
+
+
+def check_labels(y: np.ndarray, where: str, num_classes: int | None = None,
+                 dense: bool = True) -> int:
+    """The number of classes K of labels ``y``; refuses (one line) labels that are not integers in
+    0..K-1, K above :func:`max_classes`, or, with ``dense``, a class in 0..K-1 with no sample."""
+    import numpy as np
+
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise ProvscanError(f"{where}: labels must be a 1-D integer array, got {y.dtype} {y.shape}")
+    if not len(y):
+        return num_classes or 0
+    low, high = int(y.min()), int(y.max())
+    if low < 0:
+        raise ProvscanError(f"{where}: labels must be non-negative, got {low}")
+    k = num_classes if num_classes is not None else high + 1
+    if k > max_classes():
+        raise ProvscanError(f"{where}: {k} classes is more than the limit of {max_classes()} "
+                            f"(PROVSCAN_MAX_CLASSES)")
+    if high >= k:
+        raise ProvscanError(f"{where}: label {high} is outside 0..{k - 1}")
+    if dense:
+        missing = np.flatnonzero(np.bincount(y, minlength=k) == 0)
+        if len(missing):
+            raise ProvscanError(f"{where}: labels must be the dense range 0..{k - 1}, but class "
+                                f"{int(missing[0])} has no sample ({len(missing)} classes missing)")
+    return k
 
 
 @dataclass
@@ -38,8 +97,9 @@ class ImageDataset:
             raise ProvscanError(f"images must be (N, C, H, W), got shape {self.x.shape}")
         if len(self.x) != len(self.y):
             raise ProvscanError(f"x has {len(self.x)} samples but y has {len(self.y)}")
+        k = check_labels(self.y, "dataset", len(self.classes) or None, dense=False)
         if not self.classes:
-            self.classes = [str(i) for i in range(int(self.y.max()) + 1 if len(self.y) else 0)]
+            self.classes = [str(i) for i in range(k)]
 
     @property
     def num_classes(self) -> int:
@@ -121,20 +181,50 @@ def split(ds: ImageDataset, test_fraction: float, seed: int) -> tuple[ImageDatas
     return ds.replace(ds.x[tr], ds.y[tr]), ds.replace(ds.x[te], ds.y[te])
 
 
+def _declared_bytes(path: Path) -> int:
+    """Decoded size of the ``x`` and ``y`` arrays of an npz, from their headers (nothing loaded)."""
+    import zipfile
+
+    import numpy as np
+
+    total = 0
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for name in ("x.npy", "y.npy"):
+                if name not in zf.namelist():
+                    continue
+                with zf.open(name) as f:
+                    fmt = np.lib.format
+                    version = fmt.read_magic(f)
+                    read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+                    shape, _, dtype = read(f)
+                count = 1
+                for dim in shape:
+                    count *= int(dim)
+                total += count * np.dtype(dtype).itemsize
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise ProvscanError(f"{path}: not a readable .npz file ({exc})") from None
+    return total
+
+
 def _load_npz(path: Path) -> ImageDataset:
     import numpy as np
 
+    declared = _declared_bytes(path)
+    if declared > max_dataset_bytes():
+        raise ProvscanError(f"{path}: its arrays would take {declared} bytes, more than the limit of "
+                            f"{max_dataset_bytes()} (PROVSCAN_MAX_DATASET_BYTES)")
     try:
         with np.load(path, allow_pickle=False) as z:
             if "x" not in z or "y" not in z:
                 raise ProvscanError(f"{path}: expected arrays 'x' and 'y', found {sorted(z.files)}")
-            x, y = z["x"], z["y"]
-    except (OSError, ValueError) as exc:
+            y = z["y"]
+            check_labels(y, str(path))
+            x = z["x"]
+    except (OSError, ValueError, EOFError) as exc:
         raise ProvscanError(f"{path}: not a readable .npz file ({exc})") from None
-    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-        raise ProvscanError(f"{path}: y must be a 1-D integer array, got {y.dtype} {y.shape}")
-    if len(y) and y.min() < 0:
-        raise ProvscanError(f"{path}: labels must be non-negative")
+    if x.dtype != np.uint8 and not np.issubdtype(x.dtype, np.floating):
+        raise ProvscanError(f"{path}: x must be uint8 or float, got {x.dtype}")
     storage = "npz-uint8" if x.dtype == np.uint8 else "npz-float"
     xf = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
     if x.ndim == 3:
@@ -147,8 +237,8 @@ def _load_npz(path: Path) -> ImageDataset:
         raise ProvscanError(f"{path}: x must be (N, H, W), (N, H, W, C) or (N, C, H, W), got {x.shape}")
     if len(xf) != len(y):
         raise ProvscanError(f"{path}: x has {len(xf)} samples but y has {len(y)}")
-    if storage == "npz-float" and len(xf) and (np.nanmin(xf) < 0 or np.nanmax(xf) > 1 or np.isnan(xf).any()):
-        raise ProvscanError(f"{path}: float images must lie in [0, 1]")
+    if storage == "npz-float" and xf.size and (not np.isfinite(xf).all() or xf.min() < 0 or xf.max() > 1):
+        raise ProvscanError(f"{path}: float images must be finite and lie in [0, 1]")
     return ImageDataset(np.ascontiguousarray(xf), y.astype(np.int64), [], storage, layout)
 
 
@@ -159,6 +249,9 @@ def _load_folder(path: Path) -> ImageDataset:
     classes = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise ProvscanError(f"{path}: an image folder needs one sub-folder per class")
+    if len(classes) > max_classes():
+        raise ProvscanError(f"{path}: {len(classes)} class folders is more than the limit of "
+                            f"{max_classes()} (PROVSCAN_MAX_CLASSES)")
     xs, ys, names = [], [], []
     shape = None
     for ci, cname in enumerate(classes):

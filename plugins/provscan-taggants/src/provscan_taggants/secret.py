@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from provscan import ProvscanError, atomic_write_text
+from provscan.datasets import max_classes
 
 if TYPE_CHECKING:
     import numpy as np
@@ -86,6 +87,9 @@ def read_secret(path: str | Path) -> Secret:
         raise ProvscanError(f"taggants secret {path}: malformed keys or labels ({exc})") from None
     if keys.ndim != 4 or len(keys) != len(labels) or len(labels) == 0:
         raise ProvscanError(f"taggants secret {path}: keys {keys.shape} do not match {len(labels)} labels")
+    if not 2 <= num_classes <= max_classes():
+        raise ProvscanError(f"taggants secret {path}: num_classes {num_classes} outside "
+                            f"2..{max_classes()} (PROVSCAN_MAX_CLASSES)")
     if labels.min() < 0 or labels.max() >= num_classes:
         raise ProvscanError(f"taggants secret {path}: key labels outside 0..{num_classes - 1}")
     if not np.isfinite(keys).all() or keys.min() < 0 or keys.max() > 1:
