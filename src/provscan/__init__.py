@@ -52,6 +52,7 @@ _NAMES: dict[str, str] = {
     "verify": "provscan.api",
     "open_checkpoint": "provscan.checkpoint",
     "compute_manifest": "provscan.digest",
+    "file_ref": "provscan.digest",
     "save_classifier": "provscan.classifier_card",
     "new_key": "provscan.keys",
     "atomic_write_bytes": "provscan.fsutil",
@@ -81,7 +82,7 @@ __all__ = [
     # errors
     "ProvscanError", "UnsafeCheckpointError",
     # running and helpers
-    "verify", "open_checkpoint", "compute_manifest", "save_classifier", "new_key", "detector_rng", "resolve_params",
+    "verify", "open_checkpoint", "compute_manifest", "file_ref", "save_classifier", "new_key", "detector_rng", "resolve_params",
     "progress", "atomic_write_bytes", "atomic_write_text", "atomic_dir",
     # submodules
     "stats", "datasets", "training", "svg",
@@ -94,7 +95,7 @@ if TYPE_CHECKING:
     from provscan.classifier_card import save_classifier
     from provscan.cli_options import options_from_cli, target_options
     from provscan.detectors import Detector, Injector, detector_rng
-    from provscan.digest import compute_manifest
+    from provscan.digest import compute_manifest, file_ref
     from provscan.errors import ProvscanError, UnsafeCheckpointError
     from provscan.evidence import Bound, Claim, Decision, Evidence
     from provscan.fsutil import atomic_dir, atomic_write_bytes, atomic_write_text

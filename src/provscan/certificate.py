@@ -236,6 +236,7 @@ def subject_for(location: str, manifest: Any, model_name: str | None) -> dict[st
 
 def build_statement(result: Any) -> dict[str, Any]:
     """The in-toto statement for a :class:`provscan.scan.ScanResult`."""
+    from provscan.digest import logical_location
     from provscan.evidence import _jsonable
 
     scan = result.scan
@@ -266,7 +267,7 @@ def build_statement(result: Any) -> dict[str, Any]:
     predicate = {
         "tool": {"name": "provscan", "version": result.environment.get("provscan", "?")},
         "plugins": [{"distribution": d, "version": v} for d, v in sorted(getattr(result, "plugins", {}).items())],
-        "target": {"location": scan.location, "kind": target.kind if target is not None else None,
+        "target": {"location": logical_location(scan.location), "kind": target.kind if target is not None else None,
                    "format": target.format if target is not None else None,
                    "fileDigest": scan.manifest is not None,
                    "model": model_name,
@@ -275,7 +276,7 @@ def build_statement(result: Any) -> dict[str, Any]:
                    "endpoint target: no file digest exists; the subject digest is sha256 of the "
                    "canonical JSON {url, model} and binds only the identity, not the weights"},
         "fileSafety": scan.safety.verdict.value if scan.safety is not None else None,
-        "policy": {"name": policy.name, "origin": getattr(policy, "origin", "default"),
+        "policy": {"name": policy.name, "origin": policy.public_origin,
                    "sha256": policy.sha256, "sourceSha256": policy.source_sha256,
                    "effective": policy.effective()},
         "verdict": {"status": result.verdict.status, "exitCode": result.exit_code,

@@ -255,3 +255,33 @@ def model_signing_root(manifest: Manifest, single_file: bool,
     for f in files:
         h.update(bytes.fromhex(f.sha256))
     return h.hexdigest(), files
+
+
+def file_ref(path: str | Path) -> dict[str, str]:
+    """How a published report or certificate names a local input: its logical name (the last
+    path component) and its SHA-256, never the path on the signer's disk.
+
+    A file's digest is the SHA-256 of its bytes; a directory's is the root digest of its manifest
+    (see :func:`compute_manifest`), so ``provscan digest`` reproduces both.
+    """
+    p = Path(path)
+    name = p.resolve().name or p.name or str(path)
+    if p.is_dir():
+        return {"name": name, "sha256": compute_manifest(p).root_sha256}
+    return {"name": name, "sha256": hash_file(p)}
+
+
+def logical_location(location: str) -> str:
+    """A target location as reports and certificates show it: a URL as given (without any
+    user:password), a local path by its last component only."""
+    if "://" in location:
+        from urllib.parse import urlsplit, urlunsplit
+
+        parts = urlsplit(location)
+        if parts.username or parts.password:
+            host = parts.hostname or ""
+            netloc = host + (f":{parts.port}" if parts.port else "")
+            return urlunsplit(parts._replace(netloc=netloc))
+        return location
+    p = Path(location)
+    return p.resolve().name or p.name or location

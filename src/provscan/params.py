@@ -119,3 +119,26 @@ def parse_param_options(options: tuple[str, ...] | list[str]) -> dict[str, dict[
             raise ProvscanError(f"malformed --param {opt!r}: expected ID.KEY=VALUE")
         out.setdefault(owner, {})[key] = value
     return out
+
+
+def recorded_params(declared: tuple[Param, ...], values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` as reports and certificates record them: every ``path=True`` parameter that
+    names existing local files or directories (one, or a comma-separated list) becomes
+    ``{"name", "sha256"}`` (:func:`provscan.file_ref`); everything else is kept as is."""
+    from pathlib import Path
+
+    from provscan.digest import file_ref
+
+    paths = {p.name for p in declared if p.path}
+    out = dict(values)
+    for name in paths & set(values):
+        value = values[name]
+        if not isinstance(value, str | Path) or not str(value).strip():
+            continue
+        parts = [s.strip() for s in str(value).split(",") if s.strip()] if "," in str(value) else [str(value)]
+        if all(Path(s).exists() for s in parts):
+            refs = [file_ref(s) for s in parts]
+            out[name] = refs[0] if len(refs) == 1 and "," not in str(value) else refs
+        elif any(Path(s).is_absolute() for s in parts):
+            out[name] = [{"name": Path(s).name} for s in parts] if "," in str(value) else {"name": Path(str(value)).name}
+    return out

@@ -77,6 +77,13 @@ class Policy:
     plugins: dict[str, str] = field(default_factory=dict)
     signers: list[str] = field(default_factory=list)
 
+    @property
+    def public_origin(self) -> str:
+        """``origin`` as reports and certificates show it: a policy file by its name only."""
+        if self.origin == "default" or self.origin.startswith("builtin:"):
+            return self.origin
+        return Path(self.origin).name or self.origin
+
     def effective(self) -> dict[str, Any]:
         """The policy as applied, defaults filled in: what its digest is taken over."""
         return {

@@ -14,7 +14,7 @@ from provscan.detectors import Detector, detector_rng
 from provscan.digest import Manifest
 from provscan.errors import MODELS_EXTRA_INSTALL, MissingExtraError, ProvscanError, missing_extra
 from provscan.evidence import Claim, Decision, Evidence
-from provscan.params import resolve_params
+from provscan.params import recorded_params, resolve_params
 from provscan.plugins import Host
 from provscan.policy import Policy, PolicyVerdict, evaluate
 from provscan.progress import progress
@@ -144,10 +144,12 @@ def run_scan(host: Host, scan: Scan) -> ScanResult:
             cls = detectors[did]
             on_files = did == FILE_SAFETY or cls.applies_to == ("files",)
             if on_files and opened.changed is not None:
-                evidence.append(inconclusive(cls, "files", resolved_params[did], load_error or ""))
-                continue
-            target = files_target if on_files else scan.target
-            evidence.append(_run_one(cls, target, resolved_params[did], scan.seed, load_error))
+                ev = inconclusive(cls, "files", resolved_params[did], load_error or "")
+            else:
+                target = files_target if on_files else scan.target
+                ev = _run_one(cls, target, resolved_params[did], scan.seed, load_error)
+            ev.params = recorded_params(cls.params, ev.params)  # local paths → name + digest
+            evidence.append(ev)
     plugins = plugin_versions(host)
     result = ScanResult(scan, evidence, evaluate(scan.policy, evidence, plugins),
                         datetime.now(timezone.utc).isoformat(), environment(), plugins)

@@ -26,6 +26,7 @@ class Reporter:
 
 def result_dict(result: Any) -> dict[str, Any]:
     """The whole scan as plain JSON values (the ``json`` report)."""
+    from provscan.digest import logical_location
     from provscan.evidence import _jsonable
 
     scan = result.scan
@@ -33,7 +34,7 @@ def result_dict(result: Any) -> dict[str, Any]:
     policy = scan.policy
     return _jsonable({
         "schema": REPORT_SCHEMA,
-        "target": {"location": scan.location,
+        "target": {"location": logical_location(scan.location),
                    "kind": scan.target.kind if scan.target else None,
                    "format": scan.target.format if scan.target else None,
                    "manifest": scan.manifest.to_dict() if scan.manifest else None,
@@ -43,7 +44,7 @@ def result_dict(result: Any) -> dict[str, Any]:
         "finished_at": result.finished_at,
         "environment": result.environment,
         "plugins": dict(getattr(result, "plugins", {}) or {}),
-        "policy": {"name": policy.name, "origin": getattr(policy, "origin", "default"),
+        "policy": {"name": policy.name, "origin": policy.public_origin,
                    "sha256": policy.sha256, "source_sha256": policy.source_sha256},
         "verdict": {"status": verdict.status, "exit_code": result.exit_code,
                     "reasons": verdict.reasons, "warnings": list(getattr(verdict, "warnings", [])),
@@ -84,7 +85,9 @@ class TextReporter(Reporter):
 
     def render(self, result: Any) -> bytes:
         scan = result.scan
-        lines = [f"target: {scan.location}"]
+        from provscan.digest import logical_location
+
+        lines = [f"target: {logical_location(scan.location)}"]
         if scan.manifest is not None:
             lines.append(f"digest: sha256:{scan.manifest.root_sha256} ({len(scan.manifest.files)} files)")
         lines.append(f"policy: {scan.policy.name}")

@@ -97,15 +97,15 @@ def render_html(result: Any) -> str:
     out = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
            f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
            '<meta name="referrer" content="no-referrer">',
-           f"<title>provscan report: {escape(scan.location)}</title><style>{CSS}</style></head><body>",
+           f"<title>provscan report: {escape(data['target']['location'])}</title><style>{CSS}</style></head><body>",
            f"<h1>provscan report {_badge(result.verdict.status)}</h1>",
            "<table>",
-           f"<tr><th>target</th><td><code>{escape(scan.location)}</code></td></tr>",
+           f"<tr><th>target</th><td><code>{escape(data['target']['location'])}</code></td></tr>",
            f"<tr><th>kind / format</th><td>{_fmt(data['target']['kind'])} / {_fmt(data['target']['format'])}</td></tr>"]
     if scan.manifest is not None:
         out.append(f"<tr><th>root digest</th><td><code>sha256:{scan.manifest.root_sha256}</code></td></tr>")
     out += [f"<tr><th>policy</th><td>{escape(scan.policy.name)} "
-            f"(<code>{escape(getattr(scan.policy, 'origin', 'default'))}</code>)</td></tr>",
+            f"(<code>{escape(data['policy']['origin'])}</code>)</td></tr>",
             f"<tr><th>exit code</th><td>{result.exit_code}</td></tr>",
             f"<tr><th>seed</th><td>{scan.seed}</td></tr>",
             f"<tr><th>time</th><td>{escape(scan.started_at)} &rarr; {escape(result.finished_at)}</td></tr>",

@@ -221,7 +221,7 @@ class HFJudge(Judge):
         return out
 
     def pin(self) -> dict[str, Any]:
-        return {"kind": self.kind, "name": self.name, "model": str(self.model),
+        return {"kind": self.kind, "name": self.name, "model": Path(str(self.model)).name,
                 "checkpoint_sha256": self.digest}
 
     def _prompt(self, text: str) -> str:
@@ -312,7 +312,7 @@ class RuleJudge(Judge):
                         for lab, ps in (data.get("monitor") or {}).items()}
 
     def pin(self) -> dict[str, Any]:
-        return {"kind": self.kind, "name": self.name, "model": str(self.lexicon_path),
+        return {"kind": self.kind, "name": self.name, "model": self.lexicon_path.name,
                 "lexicon_sha256": self.lexicon_sha256,
                 "warning": "keyword heuristic for tests and smoke runs; not a model judge"}
 

@@ -33,7 +33,8 @@ class Rubric:
         return out
 
     def pin(self) -> dict[str, str]:
-        return {"name": self.name, "sha256": self.sha256, "source": self.source}
+        # the file's name only: a published certificate never names the signer's directories
+        return {"name": self.name, "sha256": self.sha256, "source": Path(self.source).name}
 
 
 def load_rubric(name: str, path: Path | None = None) -> Rubric:
