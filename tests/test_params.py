@@ -20,6 +20,7 @@ from provscan.plugins import new_host
     (Param("flag", bool, False), "yes", True),
     (Param("mode", str, "a", choices=("a", "b")), "b", "b"),
     (Param("rate", float, 0.1, ge=0, le=1), "1", 1.0),
+    (Param("secret", str, None, path=True), __import__("pathlib").Path("/x/s.json"), "/x/s.json"),
 ])
 def test_accepted(param, raw, want):
     assert param.parse(raw, "d") == want

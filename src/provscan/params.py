@@ -8,6 +8,7 @@ A bad value is a usage error (exit 2, one line).
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +64,8 @@ class Param:
                 return int(raw)
         if self.type is float and isinstance(raw, int | float) and not isinstance(raw, bool):
             return float(raw)
+        if self.type is str and isinstance(raw, os.PathLike):
+            return os.fspath(raw)
         if self.type is str and not isinstance(raw, str):
             raise ProvscanError(f"parameter {where}: expected str, got {raw!r}")
         try:
