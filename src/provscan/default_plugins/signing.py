@@ -43,9 +43,9 @@ class ModelSigningDetector(Detector):
     applies_to = ("files",)
     params = (
         Param("public_key", str, "", "trusted public key: PEM file or provscan key name "
-              "(ECDSA P-256, P-384 or P-521)"),
+              "(ECDSA P-256, P-384 or P-521)", path=True),
         Param("certificate_chain", str, "", "instead of a key: PEM certificate chain file(s), "
-              "comma-separated, for bundles signed with a certificate"),
+              "comma-separated, for bundles signed with a certificate", path=True),
         Param("signature", str, SIGNATURE, "signature file; a relative path is inside the "
               "checkpoint directory (next to a single-file checkpoint)"),
     )
