@@ -157,6 +157,47 @@ def is_onnx(head: bytes) -> bool:
     return len(head) >= 2 and head[0] == 0x08 and head[1] < 0x80 and 0 < head[1] < 32
 
 
+_PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def is_image(f: IO[bytes], size: int, limits: Budgets) -> DataVerdict:
+    """A PNG, JPEG, GIF or WebP image by its signature and framing (nothing decoded).
+
+    PNG: every chunk's length fits and the stream ends with ``IEND`` (nothing after it); JPEG:
+    starts with SOI and ends with EOI; GIF: ``GIF87a``/``GIF89a`` and the ``;`` trailer; WebP:
+    ``RIFF`` whose declared size is the file's. Pixel data is never decoded.
+    """
+    f.seek(0)
+    head = f.read(16)
+    if head.startswith(_PNG):
+        pos, chunks = len(_PNG), 0
+        while pos < size:
+            f.seek(pos)
+            hdr = f.read(8)
+            if len(hdr) < 8:
+                return DataVerdict(False, "PNG chunk header runs past the end")
+            length, ctype = int.from_bytes(hdr[:4], "big"), hdr[4:8]
+            pos += 12 + length
+            chunks += 1
+            if pos > size:
+                return DataVerdict(False, "PNG chunk runs past the end")
+            if ctype == b"IEND":
+                return DataVerdict(pos == size, "" if pos == size else "data after the PNG IEND chunk")
+            if chunks > limits.max_json_values:
+                return DataVerdict(False, "over budget: too many PNG chunks", over_budget=True)
+        return DataVerdict(False, "PNG without an IEND chunk")
+    if head.startswith(b"\xff\xd8\xff"):
+        f.seek(size - 2)
+        return DataVerdict(f.read(2) == b"\xff\xd9", "JPEG without its end marker")
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        f.seek(size - 1)
+        return DataVerdict(f.read(1) == b";", "GIF without its trailer")
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        declared = int.from_bytes(head[4:8], "little") + 8
+        return DataVerdict(declared in (size, size - 1), "WebP size field does not match the file")
+    return DataVerdict(False, "no PNG, JPEG, GIF or WebP signature")
+
+
 DataCheck = Callable[[IO[bytes], int, Budgets], DataVerdict]
 
 SIGSTORE_BUNDLE = "application/vnd.dev.sigstore.bundle"
@@ -174,5 +215,5 @@ def is_sigstore_bundle(f: IO[bytes], size: int, limits: Budgets) -> DataVerdict:
 
 
 #: benign formats, tried in this order for files whose name claims none of them
-DATA_FORMATS: dict[str, DataCheck] = {"json": load_json, "sentencepiece": is_sentencepiece, "text": is_text,
-                                      "sigstore-bundle": is_sigstore_bundle}
+DATA_FORMATS: dict[str, DataCheck] = {"json": load_json, "sentencepiece": is_sentencepiece, "image": is_image,
+                                      "text": is_text, "sigstore-bundle": is_sigstore_bundle}

@@ -36,11 +36,14 @@ IGNORED_KEYS = {"special_tokens_map_file"}
 _WINDOWS_ABS = re.compile(r"^[A-Za-z]:[\\/]")
 
 
-def list_entries(path: Path) -> tuple[dict[str, Path], list[FileSafety]]:
+def list_entries(path: Path, ignore: tuple[str, ...] | list[str] = ()) -> tuple[dict[str, Path], list[FileSafety]]:
     """Regular files (relative POSIX path -> path) and verdicts for links and special files.
 
-    ``path`` itself must exist and not be a link (a usage error otherwise).
+    ``path`` itself must exist and not be a link (a usage error otherwise). Entries matching an
+    ``ignore`` glob (:func:`provscan.digest.is_ignored`) are left out, not looked at.
     """
+    from provscan.digest import is_ignored
+
     if not os.path.lexists(path):
         raise ProvscanError(f"no such file or directory: {path}")
     if path.is_symlink():
@@ -58,6 +61,10 @@ def list_entries(path: Path) -> tuple[dict[str, Path], list[FileSafety]]:
                                   [f"cannot list ({exc.strerror or exc})"]))
 
     for root, dirs, names in os.walk(path, onerror=on_error):
+        if ignore:
+            base = Path(root).relative_to(path).as_posix()
+            dirs[:] = [d for d in dirs if not is_ignored(d if base == "." else f"{base}/{d}", ignore)]
+            names = [n for n in names if not is_ignored(n if base == "." else f"{base}/{n}", ignore)]
         dirs.sort()
         for n in sorted(names) + dirs:
             full = Path(root) / n

@@ -104,6 +104,8 @@ CLAIMS: dict[str, tuple[str, ...]] = {
     ".model": ("sentencepiece", "text"), ".spm": ("sentencepiece",),
     ".sig": ("sigstore-bundle",),  # model-signing's model.sig: signature data, never loaded
     "LICENSE": ("text",), "README": ("text",), "NOTICE": ("text",), "COPYING": ("text",),
+    ".png": ("image",), ".jpg": ("image",), ".jpeg": ("image",), ".gif": ("image",), ".webp": ("image",),
+    ".rst": ("text",), ".csv": ("text",), ".tsv": ("text",), ".tiktoken": ("text",),
 }
 #: names that claim a binary format; the content decides, but a mismatch is reported
 BINARY_CLAIMS = {".safetensors": "safetensors", ".gguf": "gguf", ".onnx": "onnx", ".h5": "hdf5",
@@ -118,14 +120,15 @@ def sniff(head: bytes, size: int) -> str | None:
     return None
 
 
-def scan_path(path: Path) -> SafetyReport:
+def scan_path(path: Path, ignore: tuple[str, ...] | list[str] = ()) -> SafetyReport:
     """Scan every file of ``path`` (a file or a directory) and what its metadata makes a loader reach.
 
     Symbolic links and special files inside a directory are judged (unsafe), not followed.
+    Entries matching an ``ignore`` glob are left out (:func:`provscan.digest.is_ignored`).
     """
     from provscan.safety.references import list_entries, scan_tree
 
-    files, refused = list_entries(Path(path))
+    files, refused = list_entries(Path(path), ignore)
     return scan_tree(files, refused)
 
 
@@ -264,4 +267,4 @@ def _data(inp: FileInput) -> FileSafety:
         return FileSafety(inp.rel, claimed[0], SafetyVerdict.INCONCLUSIVE,
                           [f"not a valid {' or '.join(claimed)} file: {'; '.join(reasons)}"])
     return FileSafety(inp.rel, "unknown", SafetyVerdict.INCONCLUSIVE, ["format not understood (not a pickle, no known "
-                                                                 "signature, not JSON, SentencePiece or UTF-8 text)"])
+                                                                 "signature, not JSON, SentencePiece, an image or UTF-8 text)"])
