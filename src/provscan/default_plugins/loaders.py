@@ -23,6 +23,7 @@ from provscan.safety.report import SafetyVerdict
 from provscan.safety.scan import scan_file
 from provscan.targets.base import (
     ClassifierTarget,
+    EncoderTarget,
     LMTarget,
     OpenOptions,
     Target,
@@ -257,8 +258,22 @@ def normaliser(mean: tuple[float, ...] | None, std: tuple[float, ...] | None, ch
 
 
 # --- Hugging Face directories ------------------------------------------------------------------
-def hf_kind(config: dict[str, Any]) -> str:
-    """Target kind of a transformers config, from its JSON alone (nothing imported)."""
+#: ``model_type`` values of bidirectional text encoders (a bare ``*Model`` of these is an encoder)
+ENCODER_MODEL_TYPES = {"bert", "roberta", "xlm-roberta", "distilbert", "albert", "electra", "deberta",
+                       "deberta-v2", "mpnet", "camembert", "modernbert", "ernie", "nomic_bert",
+                       "megatron-bert", "rembert", "xlm", "flaubert", "roformer", "luke", "data2vec-text"}
+#: sentence-transformers' module list (its presence makes a directory an encoder)
+ST_MODULES = "modules.json"
+#: sentence-transformers pooling flags (``pooling_mode_<name>``); provscan implements cls, mean, max
+POOLING_MODES = ("cls_token", "mean_tokens", "max_tokens", "mean_sqrt_len_tokens", "weightedmean_tokens",
+                 "lasttoken")
+
+
+def hf_kind(config: dict[str, Any], sentence_transformers: bool = False) -> str:
+    """Target kind of a transformers config, from its JSON alone (nothing imported).
+
+    ``sentence_transformers``: the directory has a sentence-transformers ``modules.json``.
+    """
     archs = [str(a) for a in config.get("architectures") or []]
     if any(a.endswith(("ForImageClassification", "ForSequenceClassification")) for a in archs):
         return "classifier"
@@ -266,7 +281,20 @@ def hf_kind(config: dict[str, Any]) -> str:
         return "seq2seq"
     if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
         return "causal-lm"
+    if sentence_transformers or any(a.endswith("ForMaskedLM") for a in archs):
+        return "encoder"
+    if str(config.get("model_type", "")) in ENCODER_MODEL_TYPES and any(a.endswith("Model") for a in archs):
+        return "encoder"
     return "unknown"
+
+
+def hf_dir_kind(path: Path) -> str:
+    """:func:`hf_kind` of a directory (its ``config.json`` and ``modules.json``, read as JSON)."""
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return "unknown"
+    return hf_kind(config if isinstance(config, dict) else {}, (path / ST_MODULES).is_file())
 
 
 def hf_weight_files(path: Path) -> tuple[list[Path], bool]:
@@ -305,7 +333,9 @@ def open_hf_dir(path: Path, options: OpenOptions) -> Target:
         config = json.loads((path / "config.json").read_text())
     except ValueError as exc:
         raise ProvscanError(f"{path / 'config.json'}: not valid JSON ({exc})") from None
-    kind = options.kind or hf_kind(config)
+    if not isinstance(config, dict):
+        raise ProvscanError(f"{path / 'config.json'}: not a JSON object")
+    kind = options.kind or hf_kind(config, (path / ST_MODULES).is_file())
     files, safe = hf_weight_files(path)
     stored = sum(require_safe(f, f.name) for f in files)
     if not safe:
@@ -317,6 +347,8 @@ def open_hf_dir(path: Path, options: OpenOptions) -> Target:
         if auto is not None:
             hf_config = transformers.AutoConfig.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
             check_declared_size(lambda: auto.from_config(hf_config, trust_remote_code=False), stored, "config.json")
+        if kind == "encoder":
+            return _encoder(path, stored, load, common)
         if kind == "causal-lm":
             model = transformers.AutoModelForCausalLM.from_pretrained(str(path), **load)
         elif kind == "seq2seq":
@@ -336,6 +368,78 @@ def open_hf_dir(path: Path, options: OpenOptions) -> Target:
     except (OSError, ValueError, KeyError) as exc:
         raise ProvscanError(f"{path}: transformers could not load it ({str(exc).splitlines()[0]})") from None
     return LMTarget(model, _tokenizer(path), kind=kind, info=_hf_info(model), **common)
+
+
+def _read_json_object(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ProvscanError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(value, dict) and not isinstance(value, list):
+        raise ProvscanError(f"{path}: not a JSON object or list")
+    return value if isinstance(value, dict) else {"modules": value}
+
+
+def sentence_transformers_layout(path: Path) -> tuple[str, bool, int | None]:
+    """(pooling, normalize, max_seq_length) from a sentence-transformers directory.
+
+    Only the module types below are understood (none of them runs code): ``Transformer`` at the
+    directory root, ``Pooling`` (cls, mean or max tokens), ``Normalize``. Anything else in
+    ``modules.json`` (dense layers, custom modules) is refused: the vectors would not be the
+    model's. Without ``modules.json``: mean pooling, not normalised.
+    """
+    if not (path / ST_MODULES).is_file():
+        return "mean", False, None
+    modules = _read_json_object(path / ST_MODULES).get("modules")
+    if not isinstance(modules, list):
+        raise ProvscanError(f"{path / ST_MODULES}: expected a list of modules")
+    pooling, normalize = "mean", False
+    for m in modules:
+        kind = str(m.get("type", "")) if isinstance(m, dict) else ""
+        sub = str(m.get("path", "")) if isinstance(m, dict) else ""
+        short = kind.rsplit(".", 1)[-1]
+        if kind.startswith("sentence_transformers.models.") and short == "Transformer" and sub in ("", "."):
+            continue
+        if kind.startswith("sentence_transformers.models.") and short == "Normalize":
+            normalize = True
+            continue
+        if kind.startswith("sentence_transformers.models.") and short == "Pooling":
+            pool_cfg = (path / sub / "config.json").resolve()
+            if path.resolve() not in pool_cfg.parents:
+                raise ProvscanError(f"{ST_MODULES}: pooling path {sub!r} leaves the directory")
+            cfg = _read_json_object(pool_cfg)
+            modes = [mode for mode in POOLING_MODES if cfg.get(f"pooling_mode_{mode}")]
+            modes = [mode.removesuffix("_tokens").removesuffix("_token") for mode in modes]
+            if modes not in (["cls"], ["mean"], ["max"]):
+                raise ProvscanError(f"{sub}/config.json: pooling {modes or 'none'} is not supported "
+                                    "(one of cls, mean or max tokens)")
+            pooling = modes[0]
+            continue
+        raise ProvscanError(f"{ST_MODULES}: module {kind or m!r} at {sub!r} is not supported "
+                            "(Transformer at the root, Pooling, Normalize)")
+    max_len = None
+    if (path / "sentence_bert_config.json").is_file():
+        value = _read_json_object(path / "sentence_bert_config.json").get("max_seq_length")
+        max_len = int(value) if isinstance(value, int) and value > 0 else None
+    return pooling, normalize, max_len
+
+
+def _encoder(path: Path, stored: int, load: dict[str, Any], common: dict[str, Any]) -> EncoderTarget:
+    """A text encoder: the base model (``AutoModel``, any head dropped) + its pooling."""
+    import transformers
+
+    pooling, normalize, max_len = sentence_transformers_layout(path)
+    hf_config = transformers.AutoConfig.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
+    check_declared_size(lambda: transformers.AutoModel.from_config(hf_config, trust_remote_code=False),
+                        stored, "config.json")
+    model = transformers.AutoModel.from_pretrained(str(path), **load)
+    tok = _tokenizer(path)
+    limit = int(getattr(model.config, "max_position_embeddings", 0) or 0) or None
+    tok_limit = getattr(tok, "model_max_length", None)
+    limits = [v for v in (max_len, limit, tok_limit if isinstance(tok_limit, int) and tok_limit < 10**6 else None) if v]
+    return EncoderTarget(model, tok, pooling=pooling, normalize=normalize,
+                         max_length=min(limits) if limits else None,
+                         info={**_hf_info(model), "normalize": normalize}, **common)
 
 
 def _tokenizer(path: Path) -> Any:

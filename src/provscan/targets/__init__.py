@@ -2,6 +2,7 @@
 
 from provscan.targets.base import (
     ClassifierTarget,
+    EncoderTarget,
     FilesTarget,
     LMTarget,
     OpenOptions,
@@ -10,4 +11,4 @@ from provscan.targets.base import (
     TextClassifierTarget,
 )
 
-__all__ = ["ClassifierTarget", "FilesTarget", "LMTarget", "OpenOptions", "ResolvedLocation", "Target", "TextClassifierTarget"]
+__all__ = ["ClassifierTarget", "EncoderTarget", "FilesTarget", "LMTarget", "OpenOptions", "ResolvedLocation", "Target", "TextClassifierTarget"]

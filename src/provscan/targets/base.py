@@ -50,6 +50,10 @@ class OpenOptions:
     num_classes: int | None = None
     input_mean: tuple[float, ...] | None = None  # per channel (or one value), on inputs in [0, 1]
     input_std: tuple[float, ...] | None = None
+    #: globs of files left out of the digest, the safety scan and the load (``--ignore``)
+    ignore: tuple[str, ...] = ()
+    #: revision for a remote location that has revisions (``hf://org/name`` with ``--revision``)
+    revision: str | None = None
 
 
 @dataclass(frozen=True)
@@ -401,3 +405,56 @@ class TextClassifierTarget(ClassifierTarget):
             return np.zeros((0, self.num_classes), dtype=np.float32)
         return torch.cat(outs).numpy()
 
+
+
+class EncoderTarget(Target):
+    """A text encoder (BERT-like, sentence-transformers): ``embed(texts)`` returns sentence vectors.
+
+    Vectors are the pooled last hidden states (``pooling``: ``mean`` over non-padding tokens,
+    ``cls`` or ``max``, as the snapshot's pooling configuration says), L2-normalised when
+    ``normalize`` (a sentence-transformers ``Normalize`` module). Texts longer than
+    ``max_length`` tokens are truncated.
+    """
+
+    kind = "encoder"
+
+    def __init__(self, model: Any, tokenizer: Any, pooling: str = "mean", normalize: bool = False,
+                 max_length: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if pooling not in ("mean", "cls", "max"):
+            raise ValueError(f"unknown pooling {pooling!r}")
+        self.model = self.module = model
+        self.tokenizer = tokenizer
+        self.pooling = pooling
+        self.normalize = normalize
+        self.max_length = max_length
+        self.info.setdefault("pooling", pooling)
+        if model is not None:
+            model.to(device=self.device, dtype=self.dtype).eval()
+            for p in model.parameters():
+                p.requires_grad_(False)
+
+    @torch.no_grad()
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Sentence vectors ``(N, dim)`` (float32), computed in batches of ``batch_size``."""
+        texts = [str(t) for t in texts]
+        outs = []
+        for i in range(0, len(texts), self.batch_size):
+            enc = self.tokenizer(texts[i : i + self.batch_size], return_tensors="pt", padding=True,
+                                 truncation=True, max_length=self.max_length)
+            enc = {k: v.to(self.device) for k, v in enc.items()}
+            hidden = self.model(**enc).last_hidden_state.float()
+            mask = enc["attention_mask"].unsqueeze(-1).float()
+            if self.pooling == "cls":
+                vec = hidden[:, 0]
+            elif self.pooling == "max":
+                vec = hidden.masked_fill(mask == 0, float("-inf")).amax(1)
+            else:
+                vec = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+            if self.normalize:
+                vec = torch.nn.functional.normalize(vec, dim=-1)
+            outs.append(vec.cpu())
+        if not outs:
+            dim = int(getattr(getattr(self.model, "config", None), "hidden_size", 0) or 0)
+            return np.zeros((0, dim), dtype=np.float32)
+        return torch.cat(outs).numpy().astype(np.float32, copy=False)

@@ -44,8 +44,8 @@ class SpinDetector(Detector):
         Param("temperature", float, 0.0, "Sampling temperature (0 = greedy).", ge=0, le=10),
         Param("statistics", str, "distance,sentiment-lexicon",
               "Comma list: 'distance' and names of registered scorers."),
-        Param("embedding", str, "", "Local sentence-embedding checkpoint for 'distance' (else lexical).",
-              path=True),
+        Param("embedding", str, "", "Encoder checkpoint (sentence-transformers snapshot, HF encoder dir) "
+              "for 'distance' (else lexical).", path=True),
         Param("classifier", str, "", "Local text-classification checkpoint (adds 'hf-classifier').",
               path=True),
         Param("classifier_label", str, "", "Label scored by the classifier (default: the last)."),
@@ -193,7 +193,7 @@ def make_scorers(params: dict[str, Any], host: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in names:
         if name == DISTANCE:
-            out[name] = EmbeddingDistance(params["embedding"]) if params["embedding"] else None
+            out[name] = EmbeddingDistance(params["embedding"], host) if params["embedding"] else None
             continue
         if name not in available:
             raise ProvscanError(f"spin: unknown statistic {name!r} (known: distance, {', '.join(sorted(available))})")

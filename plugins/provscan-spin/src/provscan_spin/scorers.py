@@ -112,34 +112,30 @@ def lexical_distance(a: str, b: str) -> float:
 
 
 class EmbeddingDistance:
-    """1 - cosine similarity of mean-pooled last hidden states of a local sentence-embedding
-    checkpoint (any Hugging Face encoder directory; safetensors only, no remote code)."""
+    """1 - cosine similarity of the sentence vectors of an encoder checkpoint.
 
-    def __init__(self, checkpoint: str, device: str = "auto", batch_size: int = 64) -> None:
-        import transformers
+    The checkpoint is opened through :func:`provscan.open_checkpoint` as an ``encoder`` target
+    (digest and file-safety scan first; any location the host resolves, e.g. a sentence-
+    transformers snapshot or a Hugging Face encoder directory); its pooling follows the
+    snapshot's pooling configuration (mean by default).
+    """
 
-        from provscan import resolve_device
+    def __init__(self, checkpoint: str, host: Any, device: str = "auto", batch_size: int = 64) -> None:
+        from provscan import OpenOptions, open_checkpoint
 
-        self.model = _load_local(transformers.AutoModel, checkpoint, "embedding")
-        self.tokenizer = _load_local(transformers.AutoTokenizer, checkpoint, "embedding")
-        self.device = resolve_device(device)
-        self.model.to(self.device).eval()
-        self.batch_size = batch_size
+        opts = OpenOptions(device=device, batch_size=batch_size, kind="encoder")
+        with open_checkpoint(host, checkpoint, opts) as opened:
+            if opened.target is None or not hasattr(opened.target, "embed"):
+                raise ProvscanError(f"embedding checkpoint {checkpoint}: "
+                                    f"{opened.load_error or 'not an encoder'}")
+            self.target = opened.target
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         import numpy as np
-        import torch
 
-        outs = []
-        with torch.no_grad():
-            for i in range(0, len(texts), self.batch_size):
-                enc = self.tokenizer(list(texts[i : i + self.batch_size]), return_tensors="pt",
-                                     padding=True, truncation=True).to(self.device)
-                hidden = self.model(**enc).last_hidden_state.float()
-                mask = enc["attention_mask"].unsqueeze(-1).float()
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-                outs.append(torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy())
-        return np.concatenate(outs) if outs else np.zeros((0, 1))
+        vecs = np.asarray(self.target.embed(list(texts)), dtype=np.float64)
+        norms = np.linalg.norm(vecs, axis=-1, keepdims=True)
+        return vecs / np.maximum(norms, 1e-12)
 
     def distances(self, a: Sequence[str], b: Sequence[str]) -> np.ndarray:
         import numpy as np
