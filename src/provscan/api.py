@@ -70,7 +70,7 @@ def verify(location: str | Path, detectors: Iterable[str] = (),
     replace = _check_out(out_path)
     if out_path is None and keys and DEFAULT_CERT.exists():
         raise ProvscanError(f"{DEFAULT_CERT} already exists (use --out DIR)")
-    scan = Scan(str(location), list(detectors), _params(params), seed, options or OpenOptions(), pol)
+    scan = Scan(str(location), list(detectors), _params(params), seed, pol.open_options(options or OpenOptions()), pol)
     result = run_scan(host, scan)
     result.certificate = sign_statement(build_statement(result), keys) if keys else None
     rendered = {fmt: (reporters[fmt].suffix, reporters[fmt]().render(result)) for fmt in fmts}

@@ -211,13 +211,17 @@ def check_statement(statement: Any) -> None:
 
 
 def check_checkpoint(statement: dict[str, Any], checkpoint: Path) -> None:
-    """Recompute the root digest of ``checkpoint`` and compare it with the subject's."""
+    """Recompute the root digest of ``checkpoint`` and compare it with the subject's.
+
+    Files matching the certificate's ``ignore`` globs are left out, as they were by the scan.
+    """
     from provscan.digest import compute_manifest
 
     predicate = statement["predicate"]
     if not predicate["target"].get("fileDigest", True):
         raise CertificateError("digest", "the certificate is for an endpoint: no file digest to compare")
-    manifest = compute_manifest(Path(checkpoint))
+    ignore = tuple(str(g) for g in predicate["target"].get("ignore") or ())
+    manifest = compute_manifest(Path(checkpoint), ignore=ignore)
     want = statement["subject"][0]["digest"].get("sha256")
     if manifest.root_sha256 != want:
         raise CertificateError("digest", f"{checkpoint} has root digest {manifest.root_sha256[:16]}…, "
@@ -272,6 +276,7 @@ def build_statement(result: Any) -> dict[str, Any]:
                    "fileDigest": scan.manifest is not None,
                    "model": model_name,
                    "manifest": scan.manifest.to_dict() if scan.manifest is not None else None,
+                   "ignore": list(getattr(scan.options, "ignore", ())),
                    "note": None if scan.manifest is not None else
                    "endpoint target: no file digest exists; the subject digest is sha256 of the "
                    "canonical JSON {url, model} and binds only the identity, not the weights"},

@@ -95,10 +95,11 @@ class OpenedCheckpoint:
         self.close()
 
 
-def pin_files(path: Path) -> dict[str, FileIdentity]:
-    """Relative path → identity of every file under ``path`` (refusing links/special files)."""
+def pin_files(path: Path, ignore: tuple[str, ...] = ()) -> dict[str, FileIdentity]:
+    """Relative path → identity of every file under ``path`` (refusing links/special files),
+    except those matching an ``ignore`` glob."""
     out: dict[str, FileIdentity] = {}
-    for rel, full in list_files(path):
+    for rel, full in list_files(path, ignore):
         try:
             out[rel] = FileIdentity.of(full)
         except OSError as exc:
@@ -107,7 +108,7 @@ def pin_files(path: Path) -> dict[str, FileIdentity]:
 
 
 def check_unchanged(path: Path, pins: dict[str, FileIdentity], manifest: Manifest,
-                    rehash: bool = True) -> str | None:
+                    rehash: bool = True, ignore: tuple[str, ...] = ()) -> str | None:
     """None when ``path`` still holds exactly the pinned files with the digested bytes.
 
     Compares the set of files and each identity (device, inode, size, mtime_ns, ctime_ns), then
@@ -115,7 +116,7 @@ def check_unchanged(path: Path, pins: dict[str, FileIdentity], manifest: Manifes
     the first difference.
     """
     try:
-        now = pin_files(path)
+        now = pin_files(path, ignore)
     except ProvscanError as exc:
         return str(exc)
     if set(now) != set(pins):
@@ -125,7 +126,7 @@ def check_unchanged(path: Path, pins: dict[str, FileIdentity], manifest: Manifes
         if now[rel] != ident:
             return f"{rel}: replaced or modified (inode, size or timestamps differ)"
     if rehash:
-        full = {rel: f for rel, f in list_files(path)}
+        full = {rel: f for rel, f in list_files(path, ignore)}
         for fd in manifest.files:
             try:
                 again: FileDigest = digest_file(fd.path, full[fd.path])
@@ -134,6 +135,32 @@ def check_unchanged(path: Path, pins: dict[str, FileIdentity], manifest: Manifes
             if again.sha256 != fd.sha256 or again.size != fd.size:
                 return f"{fd.path}: content differs from the digest"
     return None
+
+
+#: files the built-in loaders read at the top of a directory (transformers, provscan classifiers)
+LOADER_FILES = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.pickle", "*.joblib",
+                "*.gguf", "*.h5", "*.keras", "*.msgpack", "*.npy", "*.npz", "*.json", "*.model", "*.spm",
+                "*.txt", "*.jinja", "*.tiktoken", "*.py")
+
+
+def check_ignorable(path: Path, ignore: tuple[str, ...]) -> None:
+    """Refuse (usage error) an ``--ignore`` list that would hide a file a loader reads.
+
+    Ignored files are neither digested nor scanned, so a loader must never read them: a
+    top-level file matching :data:`LOADER_FILES`, or anything inside a sentence-transformers
+    module folder (``1_Pooling/``...), cannot be ignored. A single-file target ignores nothing.
+    """
+    import fnmatch
+
+    from provscan.digest import ignored_files
+
+    for rel in ignored_files(path, ignore):
+        top = "/" not in rel
+        module_dir = not top and rel.split("/", 1)[0][:1].isdigit() and "_" in rel.split("/", 1)[0]
+        if (top and any(fnmatch.fnmatchcase(rel, g) for g in LOADER_FILES)) or module_dir \
+                or (top and (path / rel).is_dir() and rel[:1].isdigit() and "_" in rel):
+            raise ProvscanError(f"--ignore would leave out {rel}, which a loader reads: it cannot be "
+                                "ignored (ignored files are neither digested nor scanned)")
 
 
 def _load(host: Host, location: str, options: OpenOptions) -> tuple[Target | None, str | None]:
@@ -163,6 +190,8 @@ def resolve(host: Host, location: str, options: OpenOptions) -> ResolvedLocation
             raise ProvscanError(f"resolve_location returned {type(resolved).__name__}, "
                                 "not a ResolvedLocation")
         return resolved
+    if options.revision:
+        raise ProvscanError(f"--revision applies to locations with revisions (hf://org/name), not to {location}")
     if os.path.lexists(location):
         return ResolvedLocation(Path(location))
     if "://" not in location:
@@ -191,9 +220,11 @@ def open_checkpoint(host: Host, location: str | Path, options: OpenOptions | Non
         return OpenedCheckpoint(location, None, target=remote, load_error=why)
     try:
         path = Path(resolved.path)
-        pins = pin_files(path)
-        manifest = compute_manifest(path)
-        safety = scan_path(path)
+        ignore = tuple(options.ignore)
+        check_ignorable(path, ignore)
+        pins = pin_files(path, ignore)
+        manifest = compute_manifest(path, ignore=ignore)
+        safety = scan_path(path, ignore)
         target: Target | None = None
         error: str | None = None
         if safety.verdict != SafetyVerdict.SAFE:
@@ -202,7 +233,7 @@ def open_checkpoint(host: Host, location: str | Path, options: OpenOptions | Non
             target, error = _load(host, str(path), options)
         else:
             error = "not loaded (asked not to)"
-        changed = check_unchanged(path, pins, manifest)
+        changed = check_unchanged(path, pins, manifest, ignore=ignore)
         if changed is not None:
             target, error = None, f"the checkpoint changed while it was being opened ({changed}); nothing loaded is trusted"
         if target is not None:

@@ -12,7 +12,8 @@ from provscan.errors import ProvscanError
 
 def target_options(f: Any) -> Any:
     """Click decorator: the options that say how to open a target (``--device``, ``--dtype``,
-    ``--batch-size``, ``--model-factory`` and the input options of a plain state dict). Turn the
+    ``--batch-size``, ``--model-factory``, the input options of a plain state dict, ``--ignore``
+    and ``--revision``). Turn the
     values into :class:`~provscan.targets.base.OpenOptions` with :func:`options_from_cli`."""
     for opt in reversed([
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
@@ -27,6 +28,11 @@ def target_options(f: Any) -> Any:
                      help="Normalisation the model expects on [0, 1] inputs: mean per channel (or one value)."),
         click.option("--input-std", default=None, metavar="S[,S...]",
                      help="Normalisation the model expects on [0, 1] inputs: std per channel (or one value)."),
+        click.option("--ignore", "ignore", multiple=True, metavar="GLOB",
+                     help="Leave files matching GLOB out of the digest, scan and load (repeatable; recorded "
+                          "in the certificate, which then does not cover them)."),
+        click.option("--revision", default=None,
+                     help="Revision (branch, tag or commit) of an hf://org/name target."),
     ]):
         f = opt(f)
     return f
@@ -49,7 +55,8 @@ def _numbers(option: str, raw: str | None, kind: type) -> tuple[Any, ...] | None
 
 def options_from_cli(device: str, dtype: str, batch_size: int, model_factory: str | None,
                  input_shape: str | None = None, num_classes: int | None = None,
-                 input_mean: str | None = None, input_std: str | None = None) -> Any:
+                 input_mean: str | None = None, input_std: str | None = None,
+                 ignore: tuple[str, ...] = (), revision: str | None = None) -> Any:
     """The :class:`~provscan.targets.base.OpenOptions` for the values of :func:`target_options`
     (malformed values are usage errors: :class:`~provscan.errors.ProvscanError`)."""
     from provscan.targets.base import OpenOptions
@@ -66,4 +73,5 @@ def options_from_cli(device: str, dtype: str, batch_size: int, model_factory: st
         if values is not None and shape is not None and len(values) not in (1, shape[0]):
             raise ProvscanError(f"{name}: {len(values)} values for {shape[0]} channels")
     return OpenOptions(device=device, dtype=dtype, batch_size=batch_size, model_factory=model_factory,
-                       input_shape=shape, num_classes=num_classes, input_mean=mean, input_std=std)
+                       input_shape=shape, num_classes=num_classes, input_mean=mean, input_std=std,
+                       ignore=tuple(ignore), revision=revision)

@@ -31,6 +31,7 @@ How it is computed:
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import os
@@ -90,11 +91,45 @@ def _check_regular(rel: str, full: Path) -> None:
         raise ProvscanError(f"{rel}: not a regular file (FIFO, socket or device); refused")
 
 
-def list_files(path: Path) -> list[tuple[str, Path]]:
+def is_ignored(rel: str, patterns: tuple[str, ...] | list[str]) -> bool:
+    """Whether ``rel`` (a POSIX path inside a checkpoint directory) matches an ``--ignore`` glob.
+
+    A pattern without ``/`` matches a file or folder name at any depth (``model.sig``,
+    ``*.png``, ``onnx``); a pattern with ``/`` matches the whole relative path (``onnx/*``,
+    ``docs/*.md``; ``*`` also crosses ``/``). Case-sensitive.
+    """
+    name = rel.rsplit("/", 1)[-1]
+    return any(fnmatch.fnmatchcase(rel, p) if "/" in p else fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def ignored_files(path: Path, patterns: tuple[str, ...] | list[str]) -> list[str]:
+    """Relative paths of every entry ``patterns`` leave out of ``path`` (files under an ignored
+    folder included; links listed, never followed). Empty for a single file."""
+    path = Path(path)
+    if not patterns or not path.is_dir() or path.is_symlink():
+        return []
+    out = []
+    for root, dirs, names in os.walk(path):
+        for n in sorted(names) + sorted(dirs):
+            rel = (Path(root) / n).relative_to(path).as_posix()
+            if is_ignored(rel, patterns) or any(is_ignored(a, patterns) for a in _ancestors(rel)):
+                out.append(rel)
+        dirs[:] = [d for d in dirs if not (Path(root) / d).is_symlink()]
+    return sorted(out)
+
+
+def _ancestors(rel: str) -> list[str]:
+    parts = rel.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def list_files(path: Path, ignore: tuple[str, ...] | list[str] = ()) -> list[tuple[str, Path]]:
     """(relative POSIX path, absolute path) of every regular file, sorted by relative path.
 
     Symbolic links and special files anywhere in the tree are refused with a
-    :class:`~provscan.errors.ProvscanError`; so is an empty directory.
+    :class:`~provscan.errors.ProvscanError`; so is an empty directory. Entries matching an
+    ``ignore`` glob (:func:`is_ignored`; a matching folder with everything in it) are left out
+    before they are looked at.
     """
     path = Path(path)
     if not os.path.lexists(path):
@@ -110,6 +145,10 @@ def list_files(path: Path) -> list[tuple[str, Path]]:
 
     out = []
     for root, dirs, names in os.walk(path, onerror=_walk_error):
+        if ignore:
+            base = Path(root).relative_to(path).as_posix()
+            dirs[:] = [d for d in dirs if not is_ignored(d if base == "." else f"{base}/{d}", ignore)]
+            names = [n for n in names if not is_ignored(n if base == "." else f"{base}/{n}", ignore)]
         dirs.sort()
         for n in sorted(names) + dirs:
             full = Path(root) / n
@@ -189,8 +228,9 @@ class _ByteProgress:
 
 
 def compute_manifest(path: Path, workers: int | None = None,
-                     show_progress: bool | None = None) -> Manifest:
-    """Hash every file under ``path`` (streamed, files in parallel, largest first).
+                     show_progress: bool | None = None, ignore: tuple[str, ...] | list[str] = ()) -> Manifest:
+    """Hash every file under ``path`` (streamed, files in parallel, largest first), except those
+    matching an ``ignore`` glob (:func:`is_ignored`).
 
     ``show_progress`` defaults to: on for inputs of ``PROGRESS_MIN_BYTES`` or more, unless quiet
     (``--quiet``, ``PROVSCAN_QUIET`` or stderr not a terminal).
@@ -198,7 +238,7 @@ def compute_manifest(path: Path, workers: int | None = None,
     from provscan.progress import is_quiet
 
     path = Path(path)
-    entries = list_files(path)
+    entries = list_files(path, ignore)
     sizes = [full.stat().st_size for _, full in entries]
     total = sum(sizes)
     if show_progress is None:

@@ -45,7 +45,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 
 ACTIONS = ("fail", "warn")
 _TOP_KEYS = {"name", "description", "version", "inconclusive", "unlisted", "detectors", "plugins",
-             "signers"}
+             "signers", "ignore"}
 _RULE_KEYS = {"required", "action", "claim", "alpha", "claims"}
 _KEYID = re.compile(r"^[0-9a-f]{64}$")
 
@@ -76,6 +76,7 @@ class Policy:
     unlisted: str = "fail"
     plugins: dict[str, str] = field(default_factory=dict)
     signers: list[str] = field(default_factory=list)
+    ignore: list[str] = field(default_factory=list)  # file globs left out of the scan (--ignore)
 
     @property
     def public_origin(self) -> str:
@@ -108,6 +109,15 @@ class Policy:
 
     def required_detectors(self) -> list[str]:
         return [d for d, r in self.detectors.items() if r.required]
+
+    def open_options(self, options: Any) -> Any:
+        """``options`` (an :class:`~provscan.targets.OpenOptions`) with this policy's ``ignore``
+        globs first, then the command line's."""
+        if not self.ignore:
+            return options
+        import dataclasses
+
+        return dataclasses.replace(options, ignore=tuple(dict.fromkeys([*self.ignore, *options.ignore])))
 
 
 @dataclass
@@ -169,6 +179,10 @@ def parse_policy(text: str, origin: str = "<string>") -> Policy:
     if not isinstance(req, list) or not all(isinstance(k, str) and _KEYID.match(k) for k in req):
         raise fail("signers.required must list key ids (64 lowercase hex digits; see `provscan keys list`)")
     pol.signers = list(req)
+    ignore = data.get("ignore", [])
+    if not isinstance(ignore, list) or not all(isinstance(g, str) and g.strip() for g in ignore):
+        raise fail("ignore must be a list of file globs, e.g. [\"model.sig\"]")
+    pol.ignore = list(ignore)
     return pol
 
 

@@ -112,7 +112,7 @@ def plan_jobs(host: Any, entries: list[FleetEntry], detectors: Iterable[str],
             for k, v in getattr(known[did], "resources", {}).items():
                 need[k] = max(need.get(k, 0.0), float(v))
         job = Job(e.name, e.location, dets, merged, e.seed if e.seed is not None else seed, pol,
-                  options, fmts, host_spec, {k: v for k, v in need.items() if v})
+                  pol.open_options(options), fmts, host_spec, {k: v for k, v in need.items() if v})
         plans.append(_Plan(job, parts, local))
     return plans
 
@@ -210,7 +210,7 @@ def _cached(plan: _Plan, folder: Path, public: Any) -> tuple[dict[str, Any], lis
     from provscan.digest import compute_manifest
 
     try:
-        digest = compute_manifest(Path(plan.job.location)).root_sha256
+        digest = compute_manifest(Path(plan.job.location), ignore=tuple(plan.job.options.ignore)).root_sha256
     except (OSError, ProvscanError):
         return None
     job = plan.job

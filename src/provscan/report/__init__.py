@@ -38,7 +38,8 @@ def result_dict(result: Any) -> dict[str, Any]:
                    "kind": scan.target.kind if scan.target else None,
                    "format": scan.target.format if scan.target else None,
                    "manifest": scan.manifest.to_dict() if scan.manifest else None,
-                   "safety": scan.safety.to_dict() if scan.safety else None},
+                   "safety": scan.safety.to_dict() if scan.safety else None,
+                   "ignore": list(getattr(scan.options, "ignore", ()))},
         "seed": scan.seed,
         "started_at": scan.started_at,
         "finished_at": result.finished_at,
@@ -90,6 +91,8 @@ class TextReporter(Reporter):
         lines = [f"target: {logical_location(scan.location)}"]
         if scan.manifest is not None:
             lines.append(f"digest: sha256:{scan.manifest.root_sha256} ({len(scan.manifest.files)} files)")
+        if getattr(scan.options, "ignore", ()):
+            lines.append(f"ignored (not digested, not scanned): {', '.join(scan.options.ignore)}")
         lines.append(f"policy: {scan.policy.name}")
         for ev in result.evidence:
             c = ev.claim()
