@@ -228,10 +228,17 @@ def check_checkpoint(statement: dict[str, Any], checkpoint: Path) -> None:
                                          f"the certificate names {str(want)[:16]}…")
 
 
-def subject_for(location: str, manifest: Any, model_name: str | None) -> dict[str, Any]:
-    """The in-toto subject: checkpoint name + root digest, or for an endpoint its identity."""
+def subject_for(location: str, manifest: Any, model_name: str | None,
+                identity: dict[str, str] | None = None) -> dict[str, Any]:
+    """The in-toto subject (a ResourceDescriptor): checkpoint name + root digest, plus ``uri``
+    (the location as given) and ``annotations`` (the pinned identity) when a ``resolve_location``
+    hook resolved it; for an endpoint its identity."""
     if manifest is not None:
-        return {"name": manifest.name, "digest": {"sha256": manifest.root_sha256}}
+        subject: dict[str, Any] = {"name": manifest.name, "digest": {"sha256": manifest.root_sha256}}
+        if identity:
+            subject["uri"] = location
+            subject["annotations"] = {str(k): str(v) for k, v in sorted(identity.items())}
+        return subject
     ident = {"url": location, "model": model_name}
     return {"name": location + (f"#{model_name}" if model_name and "#" not in location else ""),
             "uri": location,
@@ -277,6 +284,7 @@ def build_statement(result: Any) -> dict[str, Any]:
                    "model": model_name,
                    "manifest": scan.manifest.to_dict() if scan.manifest is not None else None,
                    "ignore": list(getattr(scan.options, "ignore", ())),
+                   "identity": dict(getattr(scan, "identity", {}) or {}),
                    "note": None if scan.manifest is not None else
                    "endpoint target: no file digest exists; the subject digest is sha256 of the "
                    "canonical JSON {url, model} and binds only the identity, not the weights"},
@@ -295,7 +303,7 @@ def build_statement(result: Any) -> dict[str, Any]:
         "finishedOn": result.finished_at,
         "environment": {"device": _device(target), **result.environment},
     }
-    subject = subject_for(scan.location, scan.manifest, model_name)
+    subject = subject_for(scan.location, scan.manifest, model_name, getattr(scan, "identity", None))
     return {"_type": STATEMENT_TYPE, "subject": [subject], "predicateType": PREDICATE_TYPE,
             "predicate": _jsonable(predicate)}
 

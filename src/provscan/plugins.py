@@ -38,6 +38,7 @@ DEFAULT_PLUGINS = (
     "provscan.default_plugins.file_safety",
     "provscan.default_plugins.signing",
     "provscan.default_plugins.loaders",
+    "provscan.default_plugins.hf_hub",
     "provscan.default_plugins.reporters",
     "provscan.default_plugins.model_factories",
 )

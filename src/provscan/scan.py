@@ -38,6 +38,7 @@ class Scan:
     target: Target | None = None
     manifest: Manifest | None = None
     safety: SafetyReport | None = None
+    identity: dict[str, str] = field(default_factory=dict)  # from resolve_location (hf://, models:/)
 
 
 @dataclass
@@ -125,6 +126,7 @@ def run_scan(host: Host, scan: Scan) -> ScanResult:
     options = with_input_hints(scan.options, host, resolved_params)
     with open_checkpoint(host, scan.location, options) as opened:
         scan.manifest, scan.safety, scan.target = opened.manifest, opened.safety, opened.target
+        scan.identity = dict(opened.identity)
         load_error = opened.load_error
         needs_model = [did for did in asked if did != FILE_SAFETY]
         if scan.target is None and needs_model and load_error and MODELS_EXTRA_INSTALL in load_error:
