@@ -35,11 +35,13 @@ import shutil
 import stat
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import provscan
 from provscan.errors import EXIT_INCONCLUSIVE, ProvscanError
-from provscan.targets.base import OpenOptions, ResolvedLocation
+
+if TYPE_CHECKING:
+    from provscan.targets.base import OpenOptions, ResolvedLocation
 
 SCHEME = "hf://"
 _PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
@@ -296,6 +298,8 @@ def materialise(repo_id: str, commit: str, files: list[str]) -> tuple[Path, Any]
 
 
 def resolve_hf(location: str, options: OpenOptions) -> ResolvedLocation:
+    from provscan.targets.base import ResolvedLocation
+
     repo_id, revision = parse_location(location, options.revision)
     if offline():
         commit = cached_commit(repo_id, revision)
