@@ -164,9 +164,17 @@ def cached_files(repo_id: str, commit: str) -> list[str]:
     return sorted(out)
 
 
+def _hub() -> Any:
+    try:
+        import huggingface_hub
+    except ImportError:
+        raise ProvscanError("hf:// locations need huggingface_hub (pip install 'provscan[models]')") from None
+    return huggingface_hub
+
+
 def remote_files(repo_id: str, revision: str) -> tuple[str, list[str], dict[str, int]]:
     """(commit, files, sizes) from the Hub's model-info route at ``revision``."""
-    import huggingface_hub
+    huggingface_hub = _hub()
     from huggingface_hub import errors
 
     api = huggingface_hub.HfApi(endpoint=endpoint())
@@ -194,7 +202,7 @@ def remote_files(repo_id: str, revision: str) -> tuple[str, list[str], dict[str,
 
 def download(repo_id: str, commit: str, files: list[str]) -> None:
     """Fetch ``files`` at ``commit`` into the cache (files already there are not fetched again)."""
-    import huggingface_hub
+    huggingface_hub = _hub()
 
     for f in files:
         try:

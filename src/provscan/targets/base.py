@@ -434,9 +434,12 @@ class EncoderTarget(Target):
             for p in model.parameters():
                 p.requires_grad_(False)
 
-    @torch.no_grad()
+    @no_grad
     def embed(self, texts: list[str]) -> np.ndarray:
         """Sentence vectors ``(N, dim)`` (float32), computed in batches of ``batch_size``."""
+        import numpy as np
+        import torch
+
         texts = [str(t) for t in texts]
         outs = []
         for i in range(0, len(texts), self.batch_size):
