@@ -215,3 +215,20 @@ def test_ctrl_c_leaves_no_partial_output(fleet_env):
     assert rest.cached == len(done) and rest.scanned == len(names) - len(done)
     assert len(invocations(fleet_env)) == before + len(names) - len(done)
     check_out(fleet_env, rest)
+
+
+@pytest.mark.parametrize("statuses, code", [
+    ([], 0), (["pass"], 0), (["pass", "inconclusive"], 3), (["inconclusive", "error"], 2),
+    (["error", "fail", "pass"], 1),
+])
+def test_exit_code_is_the_worst_verdict(statuses, code):
+    from provscan.fleet.summary import fleet_exit_code
+
+    assert fleet_exit_code([{"status": s} for s in statuses]) == code
+
+
+def test_cli_usage_error_writes_nothing(fleet_env, run_cli):
+    src = write_source(fleet_env, ["models/clean-0"])
+    res = run_cli("verify-many", src, "--out", fleet_env / "out", "--sign", "fleet", "-d", "nope")
+    assert res.exit_code == 2 and "unknown detector" in res.output
+    assert not (fleet_env / "out").exists()
