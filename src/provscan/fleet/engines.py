@@ -36,10 +36,13 @@ def lost(job: Job, why: str) -> JobResult:
     return JobResult(job.name, job.location, error=why, worker=worker_info())
 
 
-def _init_worker() -> None:
+def _init_worker(threads: int) -> None:
     # Ctrl-C is the driver's business: it stops the workers itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.setdefault("PROVSCAN_QUIET", "1")
+    # the CPUs shared between the workers (as Ray does for a 1-CPU task), unless the user chose
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, str(threads))
 
 
 class InlineEngine:
@@ -51,7 +54,8 @@ class InlineEngine:
 
 
 class LocalEngine:
-    """A bounded pool of ``jobs`` worker processes (spawned, so each builds its own plugin host)."""
+    """A bounded pool of ``jobs`` worker processes (spawned, so each builds its own plugin host),
+    each with ``CPUs // jobs`` math-library threads unless ``OMP_NUM_THREADS`` is set."""
 
     def __init__(self, jobs: int | None = None, max_retries: int = 1) -> None:
         self.jobs = jobs or default_jobs()
@@ -63,7 +67,8 @@ class LocalEngine:
         while pending:
             pool = ProcessPoolExecutor(min(self.jobs, len(pending)),
                                        mp_context=multiprocessing.get_context("spawn"),
-                                       initializer=_init_worker)
+                                       initializer=_init_worker,
+                                       initargs=(max(1, default_jobs() // self.jobs),))
             broken = False
             try:
                 futures: dict[Future[JobResult], Job] = {pool.submit(run_job, j): j
