@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from provscan.cli import cli, echo_json
-from provscan.commands.verify import add_target_options, open_options
+from provscan.cli_options import options_from_cli, target_options
 
 
 @cli.command("verify-many")
@@ -37,7 +37,7 @@ from provscan.commands.verify import add_target_options, open_options
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print the fleet result as JSON on stdout (counts, exit code, one row per target).")
-@add_target_options
+@target_options
 def verify_many_cmd(source: Path, out: Path, sign: str, detectors: tuple[str, ...],
                     params: tuple[str, ...], seed: int, policy: str | None, formats: tuple[str, ...],
                     engine: str, jobs: int | None, address: str | None, max_retries: int, force: bool,
@@ -66,7 +66,7 @@ def verify_many_cmd(source: Path, out: Path, sign: str, detectors: tuple[str, ..
     show = not quiet and not os.environ.get("PROVSCAN_QUIET")
     result = run_fleet(source, out, sign, engine=eng, host=host, detectors=detectors,
                        params=parse_param_options(list(params)), seed=seed, policy=policy,
-                       options=open_options(**target_opts), formats=formats, force=force,
+                       options=options_from_cli(**target_opts), formats=formats, force=force,
                        host_spec=spec, prompt=_prompt(), progress=print_progress() if show else None)
     c = result.counts
     if as_json:
