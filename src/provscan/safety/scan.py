@@ -36,6 +36,7 @@ from typing import IO
 
 from provscan.safety.budgets import Budgets, budgets
 from provscan.safety.data_formats import DATA_FORMATS, is_onnx
+from provscan.safety.numpy_file import npz_names, scan_npy, scan_npz
 from provscan.safety.pickle_scan import Counter, PickleAnalysis, analyse_pickle
 from provscan.safety.report import FileSafety, SafetyReport, SafetyVerdict
 from provscan.safety.safetensors_check import MAX_HEADER, scan_safetensors
@@ -69,6 +70,13 @@ def _looks_like_safetensors(head: bytes, size: int) -> bool:
     return 0 < n <= min(MAX_HEADER, size - 8) and head[8:9] == b"{"
 
 
+def _scan_zip(inp: FileInput) -> FileSafety:
+    """A zip whose members are all ``.npy`` files is an ``.npz``; any other zip must be a torch checkpoint."""
+    if npz_names(inp.f, inp.limits) is not None:
+        return scan_npz(inp.rel, inp.f, inp.size, inp.counter)
+    return scan_torch_zip(inp.rel, inp.f, inp.size, inp.counter)
+
+
 def not_scanned(fmt: str) -> Scanner:
     """A recognised format without a scanner: inconclusive, never safe."""
     def scan(inp: FileInput) -> FileSafety:
@@ -88,11 +96,11 @@ SNIFFERS: list[tuple[str, Callable[[bytes, int], bool]]] = [
 
 #: format -> scanner; formats without one are inconclusive
 SCANNERS: dict[str, Scanner] = {
-    "zip": lambda inp: scan_torch_zip(inp.rel, inp.f, inp.size, inp.counter),
+    "zip": lambda inp: _scan_zip(inp),
     "safetensors": lambda inp: scan_safetensors(inp.rel, inp.f, inp.size, inp.limits),
     "gguf": not_scanned("gguf"),
     "hdf5": not_scanned("hdf5"),
-    "numpy": not_scanned("numpy"),
+    "numpy": lambda inp: scan_npy(inp.rel, inp.f, inp.size, inp.counter),
     "onnx": not_scanned("onnx"),
 }
 
