@@ -78,7 +78,7 @@ def test_sentencepiece_model_must_parse_as_protobuf():
     ("notes.txt", b"\xff\xfe binary", SafetyVerdict.INCONCLUSIVE),
     ("weights.dat", bytes(range(256)), SafetyVerdict.INCONCLUSIVE),
     ("x.gguf", b"GGUF\x03\x00\x00\x00" + bytes(16), SafetyVerdict.INCONCLUSIVE),
-    ("x.npy", b"\x93NUMPY\x01\x00v\x00{'descr': '<f4'}", SafetyVerdict.INCONCLUSIVE),
+    ("x.npy", b"\x93NUMPY\x01\x00v\x00{'descr': '<f4'}", SafetyVerdict.UNSAFE),  # header past the end (numpy_file)
     ("x.h5", b"\x89HDF\r\n\x1a\n" + bytes(8), SafetyVerdict.INCONCLUSIVE),
     ("model.onnx", b"\x08\x07\x12\x07pytorch", SafetyVerdict.INCONCLUSIVE),
 ])
