@@ -8,6 +8,7 @@ finished exactly once.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -69,6 +70,11 @@ def wait_done(receiver, client, name: str, version: str) -> dict[str, str]:
     return client.get_model_version(name, version).tags
 
 
+def statement_of(cert: Path) -> dict:
+    """The statement inside a DSSE envelope (read only after ``provscan cert verify`` passed)."""
+    return json.loads(base64.b64decode(json.loads(cert.read_bytes())["payload"]))
+
+
 def jobs(queue: Path) -> list[dict]:
     db = sqlite3.connect(queue)
     db.row_factory = sqlite3.Row
@@ -106,6 +112,11 @@ def test_webhook_gate_end_to_end(mlflow_server, receiver, gate_home, tmp_path):
                              "--checkpoint", str(tmp_path / "clean")], env=gate_home, capture_output=True,
                             text=True)
     assert verify.returncode == 0, verify.stdout + verify.stderr
+    mv = client.get_model_version(name, clean_v)
+    assert statement_of(cert)["subject"][0]["uri"] == f"models:/{name}/{clean_v}"
+    assert statement_of(cert)["subject"][0]["annotations"] == {
+        "type": "mlflow", "registry": mlflow_server, "name": name, "version": clean_v,
+        "source": mv.source, "run_id": mv.run_id}
     assert client.get_model_version_by_alias(name, "certified").version == clean_v
 
     # --- the payload pickle: fail, nothing executed, alias untouched
@@ -157,6 +168,9 @@ def test_webhook_gate_end_to_end(mlflow_server, receiver, gate_home, tmp_path):
                          env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads((tmp_path / "cli" / "report.json").read_text())["verdict"]["status"] == "pass"
+    subject = statement_of(tmp_path / "cli" / "certificate.intoto.json")["subject"][0]
+    assert subject["uri"] == f"models:/{name}@certified"
+    assert (subject["annotations"]["alias"], subject["annotations"]["version"]) == ("certified", big_v)
     out = subprocess.run([sys.executable, "-m", "provscan", "verify", f"models:/{name}/{big_v}"],
                          env={**env, "PROVSCAN_MLFLOW_MAX_BYTES": "100000"}, capture_output=True, text=True)
     assert out.returncode == 2 and "download cap" in out.stderr, out.stderr[-3000:]
