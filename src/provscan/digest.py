@@ -37,7 +37,7 @@ import json
 import os
 import stat
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -102,6 +102,21 @@ def is_ignored(rel: str, patterns: tuple[str, ...] | list[str]) -> bool:
     return any(fnmatch.fnmatchcase(rel, p) if "/" in p else fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
+def walk_kept(path: Path, ignore: tuple[str, ...] | list[str] = (),
+              onerror: Callable[[OSError], None] | None = None
+              ) -> Iterator[tuple[str, list[str], list[str]]]:
+    """``os.walk(path)`` with ``ignore`` applied before anything below is looked at: yields
+    ``(root, dirs, names)`` with ignored folders pruned and ignored names dropped; ``dirs`` sorted
+    (and walked in that order), ``names`` sorted."""
+    for root, dirs, names in os.walk(path, onerror=onerror):
+        if ignore:
+            base = Path(root).relative_to(path).as_posix()
+            dirs[:] = [d for d in dirs if not is_ignored(d if base == "." else f"{base}/{d}", ignore)]
+            names = [n for n in names if not is_ignored(n if base == "." else f"{base}/{n}", ignore)]
+        dirs.sort()
+        yield root, dirs, sorted(names)
+
+
 def ignored_files(path: Path, patterns: tuple[str, ...] | list[str]) -> list[str]:
     """Relative paths of every entry ``patterns`` leave out of ``path`` (files under an ignored
     folder included; links listed, never followed). Empty for a single file."""
@@ -144,13 +159,8 @@ def list_files(path: Path, ignore: tuple[str, ...] | list[str] = ()) -> list[tup
         raise ProvscanError(f"cannot list {exc.filename}: {exc.strerror or exc}")
 
     out = []
-    for root, dirs, names in os.walk(path, onerror=_walk_error):
-        if ignore:
-            base = Path(root).relative_to(path).as_posix()
-            dirs[:] = [d for d in dirs if not is_ignored(d if base == "." else f"{base}/{d}", ignore)]
-            names = [n for n in names if not is_ignored(n if base == "." else f"{base}/{n}", ignore)]
-        dirs.sort()
-        for n in sorted(names) + dirs:
+    for root, dirs, names in walk_kept(path, ignore, _walk_error):
+        for n in names + dirs:
             full = Path(root) / n
             rel = full.relative_to(path).as_posix()
             _check_regular(rel, full)

@@ -42,7 +42,7 @@ def list_entries(path: Path, ignore: tuple[str, ...] | list[str] = ()) -> tuple[
     ``path`` itself must exist and not be a link (a usage error otherwise). Entries matching an
     ``ignore`` glob (:func:`provscan.digest.is_ignored`) are left out, not looked at.
     """
-    from provscan.digest import is_ignored
+    from provscan.digest import walk_kept
 
     if not os.path.lexists(path):
         raise ProvscanError(f"no such file or directory: {path}")
@@ -60,13 +60,8 @@ def list_entries(path: Path, ignore: tuple[str, ...] | list[str] = ()) -> tuple[
         refused.append(FileSafety(rel, "unreadable", SafetyVerdict.INCONCLUSIVE,
                                   [f"cannot list ({exc.strerror or exc})"]))
 
-    for root, dirs, names in os.walk(path, onerror=on_error):
-        if ignore:
-            base = Path(root).relative_to(path).as_posix()
-            dirs[:] = [d for d in dirs if not is_ignored(d if base == "." else f"{base}/{d}", ignore)]
-            names = [n for n in names if not is_ignored(n if base == "." else f"{base}/{n}", ignore)]
-        dirs.sort()
-        for n in sorted(names) + dirs:
+    for root, dirs, names in walk_kept(path, ignore, on_error):
+        for n in names + dirs:
             full = Path(root) / n
             rel = full.relative_to(path).as_posix()
             try:
