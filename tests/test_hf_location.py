@@ -44,6 +44,11 @@ def hf_env(tmp_path, monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_ENDPOINT", raising=False)
     monkeypatch.setenv("PROVSCAN_HOME", str(tmp_path / "home"))
+    # huggingface_hub reads HF_HUB_OFFLINE once, at import: under tox (HF_HUB_OFFLINE=1 for the
+    # whole suite) the library would refuse the local test Hub even with the variable unset here.
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     return cache
 
 
