@@ -61,6 +61,7 @@ _NAMES: dict[str, str] = {
     "atomic_dir": "provscan.fsutil",
     "target_options": "provscan.cli_options",
     "options_from_cli": "provscan.cli_options",
+    "command_host": "provscan.cli",
 }
 
 # public submodule attribute -> module
@@ -81,6 +82,7 @@ __all__ = [
     "OpenOptions",
     "ResolvedLocation",
     "resolve_device", "resolve_dtype", "target_options", "options_from_cli",
+    "command_host",
     # errors
     "ProvscanError", "UnsafeCheckpointError",
     # running and helpers
@@ -95,6 +97,7 @@ if TYPE_CHECKING:
     from provscan.api import verify
     from provscan.checkpoint import open_checkpoint
     from provscan.classifier_card import save_classifier
+    from provscan.cli import command_host
     from provscan.cli_options import options_from_cli, target_options
     from provscan.detectors import Detector, Injector, detector_rng
     from provscan.digest import compute_manifest, file_ref

@@ -8,17 +8,8 @@ from typing import Any
 
 import click
 
-from provscan import ProvscanError, options_from_cli, target_options
+from provscan import ProvscanError, command_host, options_from_cli, target_options
 
-
-def command_host() -> Any:
-    """The plugin host of the running ``provscan`` command (``ctx.obj["host"]``, set by provscan)."""
-    obj = click.get_current_context().find_root().obj
-    host = obj.get("host") if isinstance(obj, dict) else None
-    if host is None:
-        raise ProvscanError("no plugin host in the click context: run this through `provscan` "
-                            "(or invoke the group with obj={'host': host})")
-    return host
 
 @click.group("backdoor")
 def backdoor() -> None:

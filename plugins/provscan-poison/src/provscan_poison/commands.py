@@ -4,24 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
-from provscan import ProvscanError
+from provscan import ProvscanError, command_host
 
 if TYPE_CHECKING:
     import numpy as np
 
-
-def command_host() -> Any:
-    """The plugin host of the running ``provscan`` command (``ctx.obj["host"]``, set by provscan)."""
-    obj = click.get_current_context().find_root().obj
-    host = obj.get("host") if isinstance(obj, dict) else None
-    if host is None:
-        raise ProvscanError("no plugin host in the click context: run this through `provscan` "
-                            "(or invoke the group with obj={'host': host})")
-    return host
 
 @click.group("poison")
 def poison() -> None:
