@@ -194,10 +194,7 @@ def load_public_key(name_or_path: str | Path) -> PublicKey:
         raise KeyFileError(f"{path}: not a PEM public key ({exc})") from None
     if not isinstance(key, Ed25519PublicKey | ec.EllipticCurvePublicKey):
         raise KeyFileError(f"{path}: not an Ed25519 or ECDSA P-256 public key")
-    try:
-        key_type(key)
-    except KeyFileError as exc:
-        raise KeyFileError(f"{path}: {exc}") from None
+    _check_supported(key, path)
     return key
 
 
@@ -227,8 +224,13 @@ def load_private_key(name_or_path: str | Path, passphrase: str | None = None,
         raise KeyFileError(f"{path}: {exc}") from None
     if not isinstance(key, Ed25519PrivateKey | ec.EllipticCurvePrivateKey):
         raise KeyFileError(f"{path}: not an Ed25519 or ECDSA P-256 private key")
+    _check_supported(key, path)
+    return key
+
+
+def _check_supported(key: PrivateKey | PublicKey, path: Path) -> None:
+    """``key_type``'s check (e.g. an ECDSA curve other than P-256), naming the file."""
     try:
         key_type(key)
     except KeyFileError as exc:
         raise KeyFileError(f"{path}: {exc}") from None
-    return key
